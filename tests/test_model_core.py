@@ -1,0 +1,182 @@
+"""Model core: capture parity with HF, padding invariance, early stop, lens parity, bad input."""
+import pytest
+import torch
+
+from hub.families import Family, family_for
+from hub.lens import LogitLens
+from hub.testing import TINY_FAMILIES, tiny_model
+
+TEXTS = ["The cat sat on the mat.", "Le chat", "5+3=8 and one two three four", "猫在垫子上。"]
+
+
+def hf_states(hm, text):
+    ids = torch.tensor([hm.tokenize([text])[0]])
+    with torch.no_grad():
+        out = hm.model(input_ids=ids, output_hidden_states=True)
+    return out
+
+
+@pytest.fixture(scope="module", params=TINY_FAMILIES)
+def hm(request):
+    return tiny_model(request.param)
+
+
+def test_capture_equals_hf_hidden_states(hm):
+    st = hm.capture(TEXTS, layers="all", positions="all")
+    for i, t in enumerate(TEXTS):
+        out = hf_states(hm, t)
+        hs = out.hidden_states
+        assert len(hs) == hm.n_layers + 1
+        for k in range(hm.n_layers):  # HF's last entry is normed; ours is the raw block output
+            torch.testing.assert_close(st[i][k], hs[k][0], atol=1e-5, rtol=0)
+        torch.testing.assert_close(hm.final_norm(st[i][hm.n_layers]), hs[-1][0], atol=1e-5, rtol=0)
+
+
+def test_left_padded_batch_equals_one_by_one(hm):
+    batched = hm.capture(TEXTS, layers="all", positions="last", batch_size=4)
+    single = torch.cat([hm.capture([t], layers="all", positions="last", batch_size=1) for t in TEXTS])
+    torch.testing.assert_close(batched, single, atol=1e-4, rtol=0)
+    mean_b = hm.capture(TEXTS, layers=[1, 2], positions="mean", batch_size=3)
+    mean_s = torch.cat([hm.capture([t], layers=[1, 2], positions="mean") for t in TEXTS])
+    torch.testing.assert_close(mean_b, mean_s, atol=1e-4, rtol=0)
+
+
+def test_results_do_not_depend_on_batch_composition():
+    hm = tiny_model("llama")
+    a = hm.capture(TEXTS, layers=[2], positions="last", batch_size=2)
+    b = hm.capture(TEXTS[::-1] + ["an extra, much longer item that changes the padding of the batch"],
+                   layers=[2], positions="last", batch_size=5)
+    torch.testing.assert_close(a, b[:4].flip(0), atol=1e-4, rtol=0)
+
+
+def test_position_modes_agree_with_all():
+    hm = tiny_model("gemma3")
+    full = hm.capture(TEXTS, layers=[0, 1, 3], positions="all")
+    last = hm.capture(TEXTS, layers=[0, 1, 3], positions="last")
+    mean = hm.capture(TEXTS, layers=[0, 1, 3], positions="mean")
+    idx = hm.capture(TEXTS, layers=[0, 1, 3], positions=[1, -1])
+    span = hm.capture(TEXTS, layers=[0, 1, 3], positions="mean", spans=[(1, 3)] * 4)
+    for i in range(len(TEXTS)):
+        torch.testing.assert_close(last[i], full[i][:, -1])
+        torch.testing.assert_close(mean[i], full[i][:, 1:].mean(1), atol=1e-5, rtol=1e-5)  # BOS excluded
+        torch.testing.assert_close(idx[i], full[i][:, [1, -1]])
+        torch.testing.assert_close(span[i], full[i][:, 1:3].mean(1), atol=1e-5, rtol=1e-5)
+    assert last.shape == (4, 3, hm.d_model) and idx.shape == (4, 3, 2, hm.d_model)
+
+
+def test_forward_stops_after_deepest_requested_layer():
+    hm = tiny_model("llama", layers=4)
+    calls = []
+    handles = [b.register_forward_hook(lambda m, a, o, k=k: calls.append(k)) for k, b in enumerate(hm.blocks)]
+    head_calls = []
+    handles.append(hm.unembed.register_forward_hook(lambda *a: head_calls.append(1)))
+    try:
+        hm.capture(TEXTS, layers=[0, 2], positions="last")
+        assert sorted(set(calls)) == [0, 1]  # blocks 1 and 2 only
+        calls.clear()
+        hm.capture(TEXTS, layers="all", positions="last")
+        assert sorted(set(calls)) == [0, 1, 2, 3]
+        assert not head_calls, "the unembedding must never run during capture"
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def test_lens_last_layer_reproduces_model_logits(hm):
+    st = hm.capture(TEXTS, layers=[hm.n_layers], positions="last")
+    lens = LogitLens(hm)
+    for i, t in enumerate(TEXTS):
+        logits = hf_states(hm, t).logits[0, -1]
+        torch.testing.assert_close(lens.logits(st[i, 0]), logits, atol=1e-4, rtol=1e-4)
+
+
+def test_lens_applies_softcap_and_norm_switch():
+    hm = tiny_model("gemma3")
+    assert hm.softcap == 30.0
+    st = hm.capture(TEXTS[:2], layers=[1, 3], positions="last")
+    z = LogitLens(hm).logits(st)
+    assert z.shape == (2, 2, hm.vocab_size) and z.abs().max() <= 30.0
+    raw = LogitLens(hm, apply_norm=False).logits(st)
+    assert not torch.allclose(raw, z)
+    manual = torch.tanh(hm.unembed(st) / 30.0) * 30.0
+    torch.testing.assert_close(raw, manual, atol=1e-5, rtol=1e-5)
+
+
+def test_lens_reduce_matches_full_softmax():
+    hm = tiny_model("qwen2")
+    st = hm.capture(TEXTS, layers="all", positions="last")
+    lens = LogitLens(hm, max_chunk_bytes=4 * hm.vocab_size * 3)  # force several chunks
+    sets = [[[5, 6, 7], [10]] for _ in TEXTS]
+    red = lens.reduce(st, token_sets=sets, top_k=3)
+    p = torch.softmax(lens.logits(st), -1)
+    torch.testing.assert_close(red["set_prob"][..., 0], p[..., [5, 6, 7]].sum(-1), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(red["set_prob"][..., 1], p[..., 10], atol=1e-6, rtol=1e-5)
+    ent = -(p * p.log()).sum(-1) / torch.log(torch.tensor(2.0))
+    torch.testing.assert_close(red["entropy"], ent, atol=1e-4, rtol=1e-4)
+    assert torch.equal(red["top_ids"], p.topk(3, -1).indices)
+
+
+def test_token_energy_matches_definition():
+    hm = tiny_model("gemma3")
+    lens = LogitLens(hm)
+    h = torch.randn(5, hm.d_model)
+    g = hm.final_norm(torch.ones(1, hm.d_model))[0]
+    U = hm.unembed.weight * g
+    U = U / U.norm(dim=1, keepdim=True)
+    hh = h / h.norm(dim=1, keepdim=True)
+    V = U.shape[0]
+    ref = ((U @ hh.T) ** 2).mean(0).sqrt() / (((U @ U.T) ** 2).sum() / V**2).sqrt()
+    torch.testing.assert_close(lens.token_energy(h), ref.detach(), atol=1e-5, rtol=1e-4)
+    # invariant to the scale of the state
+    torch.testing.assert_close(lens.token_energy(3 * h), lens.token_energy(h))
+
+
+def test_bad_input_errors():
+    hm = tiny_model("llama")
+    with pytest.raises(IndexError, match=r"valid layers are 0\.\.3"):
+        hm.capture(TEXTS, layers=[4])
+    with pytest.raises(IndexError, match="valid layers"):
+        hm.capture(TEXTS, layers=[-1])
+    with pytest.raises(ValueError, match="input 1 is an empty prompt"):
+        hm.capture(["ok", "  "])
+    with pytest.raises(ValueError, match="positions='first'"):
+        hm.capture(TEXTS, positions="first")
+    with pytest.raises(IndexError, match="outside the sequence"):
+        hm.capture(["Le chat"], positions=[50])
+    with pytest.raises(TypeError, match="single string"):
+        hm.capture("a string, not a list")
+
+
+def test_unknown_family_says_what_to_register():
+    class Fake(torch.nn.Module):
+        class config:
+            model_type = "my_new_arch"
+    with pytest.raises(KeyError, match="register_family"):
+        family_for(Fake())
+
+
+def test_hooks_removed_even_on_exception():
+    hm = tiny_model("llama")
+    before = [len(b._forward_hooks) + len(b._forward_pre_hooks) for b in hm.blocks]
+
+    def boom(h):
+        raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"):
+        with hm.hooks({0: boom, 2: boom}):
+            hm.forward_batch(hm.collate(hm.tokenize(TEXTS)))
+    after = [len(b._forward_hooks) + len(b._forward_pre_hooks) for b in hm.blocks]
+    assert before == after
+
+
+def test_register_custom_family_works():
+    # a family registered at run time is found by model_type and used for capture
+    from hub import families
+    hm = tiny_model("llama")
+    fam = Family("custom", ("custom_llama_test",), body="model")
+    families.register_family(fam)
+    try:
+        hm.model.config.model_type = "custom_llama_test"
+        assert family_for(hm.model) is fam
+    finally:
+        del families.FAMILIES["custom_llama_test"]
+        hm.model.config.model_type = "llama"
