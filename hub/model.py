@@ -276,11 +276,17 @@ def load_model(
     device: str = "cpu",
     attn_implementation: str | None = None,
 ) -> HubModel:
-    """Load a causal LM by store name, local directory or Hugging Face hub id."""
+    """Load a causal LM by store name, local directory or Hugging Face hub id.
+
+    ``tiny:<family>`` builds a random tiny model (hub.testing) for smoke runs.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from hub.store import resolve
 
+    if str(name_or_path).startswith("tiny:"):
+        from hub.testing import tiny_model
+        return tiny_model(str(name_or_path).split(":", 1)[1])
     path = resolve(name_or_path)
     torch_dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     kw = {"dtype": torch_dtype}

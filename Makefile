@@ -1,0 +1,42 @@
+# Two commands on a fresh clone: `make demo` and `make test`. Both bootstrap .venv,
+# install the project and acquire the default model; finished steps are skipped.
+PYTHON      ?= python3
+VENV        := .venv
+PY          := $(VENV)/bin/python
+PIP         := $(PY) -m pip
+# torch/torchvision come from this machine's local wheel files; torchaudio from the registry.
+TORCH_SPEC  ?= torch==2.14.1 torchvision==0.29.1 torchaudio==2.11.0
+MODEL       ?= gemma3_270m
+STAMP       := $(VENV)/.semantic-hub-installed
+PYTEST_ARGS ?=
+
+.PHONY: install model demo test test-unit bench clean-venv
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PIP) install -q $(TORCH_SPEC)
+	$(PIP) install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+model: install
+	$(VENV)/bin/semantic-hub-models fetch $(MODEL)
+
+demo: model
+	$(VENV)/bin/semantic-hub experiment=demo
+
+test: model
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-unit: install
+	$(PY) -m pytest -q -m "not integration" $(PYTEST_ARGS)
+
+bench: model
+	$(PIP) install -q -e '.[bench]'
+	$(PY) benchmarks/run_all.py
+
+clean-venv:
+	rm -rf $(VENV)
