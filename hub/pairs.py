@@ -1,0 +1,39 @@
+"""Capture both sides of an adapter's paired set and compare them per layer."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+from torch import Tensor
+
+from hub.compare import compare
+from hub.model import HubModel
+from modalities.base import PairedSet, Side
+
+
+def capture_side(hm: HubModel, side: Side, layers: Sequence[int] | str = "all", batch_size: int = 16,
+                 progress: bool = False) -> Tensor:
+    """States of one side at its positions: ``[n, layer, d]`` (index positions are averaged)."""
+    st = hm.capture(side.inputs, layers=layers, positions=side.positions, spans=side.spans,
+                    extra=side.extra, batch_size=batch_size, progress=progress)
+    if isinstance(st, list):
+        raise ValueError(f"side {side.label!r}: positions='all' gives per-token states; use 'last', 'mean' or "
+                         "indices for paired comparison")
+    return st.mean(2) if st.dim() == 4 else st
+
+
+def compare_paired(hm: HubModel, pset: PairedSet, metric: Mapping, layers: Sequence[int] | str = "all",
+                   batch_size: int = 16, seed: int = 0, progress: bool = False) -> pd.DataFrame:
+    """Per-layer comparator rows for one paired set, with its identifying columns."""
+    layer_list = hm.check_layers(layers)
+    x = capture_side(hm, pset.a, layer_list, batch_size, progress)
+    y = capture_side(hm, pset.b, layer_list, batch_size, progress)
+    n = x.shape[0]
+    k = min(int(metric["k"]), n - 1)  # mutual k-NN needs k < n; small sets use n - 1
+    df = compare(x.transpose(0, 1), y.transpose(0, 1), metrics=tuple(metric["names"]), k=k,
+                 csls=bool(metric["csls"]), csls_k=int(metric["csls_k"]), n_boot=int(metric["n_boot"]),
+                 ci=float(metric["ci"]), seed=seed, clamp=metric.get("clamp"), layers=layer_list)
+    for key, value in pset.ids.items():
+        df[key] = value
+    df["pair"] = pset.name
+    return df

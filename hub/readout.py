@@ -1,0 +1,81 @@
+"""Latent-language readout (Wendler et al. 2024): what the logit lens says at the answer.
+
+Per layer at the answer position: p(language) = summed next-token probability over that
+language's token set, for the target and the dominant language; entropy of the lens
+distribution in bits; token energy. Means over items with 95% normal-approximation
+confidence intervals.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from hub.lens import LogitLens
+from hub.model import HubModel
+
+
+def mean_ci(values: np.ndarray, z: float = 1.96) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean over axis 0 and its normal-approximation interval. ``[n, ...] -> 3 x [...]``."""
+    n = values.shape[0]
+    m = values.mean(0)
+    half = z * values.std(0, ddof=1) / np.sqrt(n) if n > 1 else np.zeros_like(m)
+    return m, m - half, m + half
+
+
+def lens_readout(
+    hm: HubModel,
+    prompts: Sequence[str],
+    token_sets: Sequence[Sequence[frozenset[int]]],
+    set_names: Sequence[str],
+    *,
+    layers: Sequence[int] | str = "all",
+    apply_norm: bool = True,
+    batch_size: int = 16,
+    progress: bool = False,
+    energy: bool = True,
+) -> tuple[pd.DataFrame, dict]:
+    """Per-layer ``lang_prob`` (one row group per set name), ``entropy`` and ``token_energy``.
+
+    ``token_sets[i]`` holds, for prompt i, one token set per name in ``set_names``.
+    Returns tidy rows and the raw per-item arrays (``set_prob [n, layer, sets]`` ...).
+    """
+    layer_list = hm.check_layers(layers)
+    states = hm.capture(list(prompts), layers=layer_list, positions="last", batch_size=batch_size,
+                        progress=progress)  # [n, layer, d]
+    lens = LogitLens(hm, apply_norm=apply_norm)
+    red = lens.reduce(states, token_sets=[[list(s) for s in sets] for sets in token_sets])
+    set_prob = red["set_prob"].numpy()  # [n, layer, sets]
+    ent = red["entropy"].numpy()  # [n, layer]
+    rows = []
+    n = len(prompts)
+    for s, name in enumerate(set_names):
+        m, lo, hi = mean_ci(set_prob[:, :, s])
+        rows += [{"metric": "lang_prob", "lang": name, "layer": k, "value": m[j], "ci_low": lo[j],
+                  "ci_high": hi[j], "n": n} for j, k in enumerate(layer_list)]
+    m, lo, hi = mean_ci(ent)
+    rows += [{"metric": "entropy", "layer": k, "value": m[j], "ci_low": lo[j], "ci_high": hi[j], "n": n}
+             for j, k in enumerate(layer_list)]
+    raw = {"set_prob": set_prob, "entropy": ent, "layers": layer_list}
+    if energy:
+        en = lens.token_energy(states).numpy()  # [n, layer]
+        m, lo, hi = mean_ci(en)
+        rows += [{"metric": "token_energy", "layer": k, "value": m[j], "ci_low": lo[j], "ci_high": hi[j], "n": n}
+                 for j, k in enumerate(layer_list)]
+        raw["token_energy"] = en
+    return pd.DataFrame(rows), raw
+
+
+@torch.no_grad()
+def top_tokens(hm: HubModel, prompt: str, k: int = 5, apply_norm: bool = True) -> pd.DataFrame:
+    """Top-k lens tokens per layer for one prompt (a table for reports)."""
+    states = hm.capture([prompt], layers="all", positions="last")
+    red = LogitLens(hm, apply_norm=apply_norm).reduce(states, top_k=k)
+    rows = []
+    for layer in range(states.shape[1]):
+        toks = [hm.tokenizer.decode([int(t)]) for t in red["top_ids"][0, layer]]
+        probs = red["top_probs"][0, layer].tolist()
+        rows.append({"layer": layer, "top tokens (p)": ", ".join(f"{t!r} ({p:.2f})" for t, p in zip(toks, probs))})
+    return pd.DataFrame(rows)

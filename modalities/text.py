@@ -1,0 +1,275 @@
+"""Text in many languages: concept tables, parallel sentences and Wendler-style prompts.
+
+Inputs (UTF-8): a concept table (CSV or JSONL) with one column per ISO 639-1 code and an
+optional ``concept`` id column; a parallel-sentence table of the same shape (``id`` column);
+optionally a cloze table (``concept, lang, sentence`` with ``___`` for the word).
+
+Outputs: paired sets for similarity (each language against the dominant one, words and
+sentences, optionally inside a template such as ``"{x}"`` or the semantic-hub paper's
+"This represents" suffix), and lens tasks (translation, repetition, cloze) with the token
+sets of the target-language word and of its dominant-language translation.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from hub.tokensets import token_set
+from modalities.base import Adapter, PairedSet, Side, check_min_pairs, register_adapter
+
+log = logging.getLogger(__name__)
+DATA = Path(__file__).parent / "data"
+TASKS = ("translation", "repetition", "cloze")
+
+
+# ----------------------------------------------------------------------------- tables
+def iso_codes() -> frozenset[str]:
+    return frozenset((DATA / "iso639_1.txt").read_text().split())
+
+
+def language_info() -> pd.DataFrame:
+    """Language names written in their own language, and the cloze 'Answer' word."""
+    return pd.read_csv(DATA / "languages.csv", dtype=str).set_index("code")
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV or JSONL table as strings; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such data file (expected a CSV or JSONL table)")
+    try:
+        if path.suffix in (".jsonl", ".json"):
+            rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            df = pd.DataFrame(rows, dtype=str)
+        else:
+            df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: cannot parse as {'JSONL' if path.suffix != '.csv' else 'CSV'}: {e}") from e
+    return df.fillna("")
+
+
+@dataclass
+class ParallelTable:
+    """A validated table: ``rows[i][lang]`` is item i in language lang."""
+
+    path: Path
+    ids: list[str]
+    cells: dict[str, list[str]]  # lang -> column
+    drops: Counter = field(default_factory=Counter)
+
+    @property
+    def languages(self) -> list[str]:
+        return list(self.cells)
+
+    def column(self, lang: str) -> list[str]:
+        if lang not in self.cells:
+            raise KeyError(f"{self.path}: no column for language {lang!r}; columns: {self.languages}")
+        return self.cells[lang]
+
+
+def load_parallel(path: str | Path, languages: Sequence[str], id_column: str = "concept",
+                  single_word: bool = False) -> ParallelTable:
+    """Load and check a parallel table for ``languages``.
+
+    Unknown codes, missing columns and duplicate ids are errors naming file, row and column.
+    A row with an empty cell in a requested language is dropped and counted (reported).
+    """
+    path = Path(path)
+    df = read_table(path)
+    codes = iso_codes()
+    for lang in languages:
+        if lang not in codes:
+            raise ValueError(f"{path}: {lang!r} is not an ISO 639-1 language code (expected two letters, e.g. 'fr')")
+        if lang not in df.columns:
+            raise ValueError(f"{path}: missing column {lang!r}; the table has {list(df.columns)}")
+    ids = df[id_column].tolist() if id_column in df.columns else [str(i) for i in range(len(df))]
+    dup = [k for k, c in Counter(ids).items() if c > 1]
+    if dup:
+        rows = [i + 2 for i, k in enumerate(ids) if k == dup[0]]
+        raise ValueError(f"{path}: duplicate {id_column} {dup[0]!r} at rows {rows} (row 1 = header)")
+    drops: Counter = Counter()
+    keep = []
+    for i in range(len(df)):
+        empty = [lang for lang in languages if not str(df.iloc[i][lang]).strip()]
+        if empty:
+            drops["empty cell"] += 1
+            log.warning("%s: row %d (%s=%r) has an empty cell in column(s) %s: dropped", path, i + 2, id_column,
+                        ids[i], empty)
+            continue
+        if single_word and any(" " in str(df.iloc[i][lang]).strip() for lang in languages):
+            drops["not a single word"] += 1
+            continue
+        keep.append(i)
+    cells = {lang: [str(df.iloc[i][lang]).strip() for i in keep] for lang in languages}
+    table = ParallelTable(path, [ids[i] for i in keep], cells, drops)
+    check_min_pairs(len(table.ids), f"{path} (languages {list(languages)})")
+    return table
+
+
+# ---------------------------------------------------------------------------- prompts
+@dataclass
+class LensTask:
+    """Prompts whose next token should be the target word, with token sets to read."""
+
+    task: str
+    src: str
+    tgt: str
+    latent: str
+    prompts: list[str]
+    concepts: list[str]
+    target_sets: list[frozenset[int]]
+    latent_sets: list[frozenset[int]]
+    drops: Counter
+
+
+@register_adapter("text")
+class TextAdapter(Adapter):
+    """Multilingual text: similarity pairs and Wendler et al. lens tasks."""
+
+    modality = "text"
+
+    def __init__(self, words: str | Path = DATA / "words.csv", sentences: str | Path | None = DATA / "sentences.csv",
+                 cloze: str | Path | None = DATA / "cloze.csv", languages: Sequence[str] | None = None,
+                 dominant: str = "en", units: Sequence[str] = ("words", "sentences"),
+                 word_template: str = "{x}", sentence_template: str = "{x}", positions: str = "last",
+                 n_shots: int = 4, max_items: int | None = None, seed: int = 0,
+                 lang_names: Mapping[str, str] | None = None) -> None:
+        super().__init__()
+        self.words_path, self.sentences_path, self.cloze_path = words, sentences, cloze
+        info = language_info()
+        self.languages = list(languages) if languages else list(read_table(words).columns.drop("concept", errors="ignore"))
+        if dominant not in self.languages:
+            self.languages = [dominant, *self.languages]
+        self.dominant, self.units, self.positions = dominant, list(units), positions
+        for t in (word_template, sentence_template):
+            if "{x}" not in t:
+                raise ValueError(f"template {t!r} must contain {{x}} where the word or sentence goes")
+        self.word_template, self.sentence_template = word_template, sentence_template
+        self.n_shots, self.max_items, self.seed = n_shots, max_items, seed
+        self.lang_names = {c: info.loc[c, "native"] for c in info.index}
+        self.answer_words = {c: info.loc[c, "answer"] for c in info.index}
+        self.lang_names.update(lang_names or {})
+
+    # ------------------------------------------------------------- similarity
+    def _limit(self, n: int) -> list[int]:
+        idx = list(range(n))
+        if self.max_items and n > self.max_items:
+            idx = sorted(random.Random(self.seed).sample(idx, self.max_items))
+        return idx
+
+    def pairs(self, tokenizer=None) -> Iterator[PairedSet]:
+        """Each language against the dominant one, for words and sentences."""
+        sources = {"words": (self.words_path, "concept", self.word_template),
+                   "sentences": (self.sentences_path, "id", self.sentence_template)}
+        for unit in self.units:
+            if unit not in sources:
+                raise ValueError(f"units: unknown unit {unit!r}; expected 'words' or 'sentences'")
+            path, id_col, template = sources[unit]
+            if path is None:
+                continue
+            table = load_parallel(path, self.languages, id_column=id_col, single_word=(unit == "words"))
+            self.drops.update({f"{unit}: {k}": v for k, v in table.drops.items()})
+            idx = self._limit(len(table.ids))
+            dom = [template.format(x=table.column(self.dominant)[i]) for i in idx]
+            for lang in self.languages:
+                if lang == self.dominant:
+                    continue
+                xs = [template.format(x=table.column(lang)[i]) for i in idx]
+                yield PairedSet(
+                    name=f"{unit}:{lang}-{self.dominant}",
+                    a=Side(xs, "text", self.positions, label=lang),
+                    b=Side(dom, "text", self.positions, label=self.dominant),
+                    ids={"task": unit, "lang": lang, "src": lang, "tgt": self.dominant, "modality": "text"},
+                    items=[table.ids[i] for i in idx],
+                )
+
+    # ------------------------------------------------------------- lens tasks
+    def lens_task(self, task: str, src: str, tgt: str, tokenizer) -> LensTask:
+        """Build Wendler et al. prompts for ``task`` and the token sets of the answers.
+
+        translation: ``n_shots`` random example pairs ``{src}: "x" - {tgt}: "y"`` then the
+        query ending ``{tgt}: "``; repetition: the same with src = tgt; cloze: masked
+        sentences in ``tgt`` with their answers, then the query sentence.
+        """
+        if task not in TASKS:
+            raise ValueError(f"task={task!r}: expected one of {TASKS}")
+        if task in ("repetition", "cloze"):
+            src = tgt
+        if tgt == self.dominant:
+            raise ValueError(f"tgt={tgt!r} is the dominant language; the readout compares the target "
+                             f"language with {self.dominant!r}, so choose another target")
+        for lang in (src, tgt):
+            if lang not in self.lang_names:
+                raise ValueError(f"no language name for {lang!r}; give one with lang_names={{{lang}: ...}}")
+        langs = list(dict.fromkeys([self.dominant, src, tgt]))
+        table = load_parallel(self.words_path, langs, id_column="concept", single_word=True)
+        drops = Counter(table.drops)
+        words = {lang: table.column(lang) for lang in langs}
+        rng = random.Random(self.seed)
+        cloze = self._cloze_sentences(tgt) if task == "cloze" else {}
+        prompts, concepts, tsets, lsets = [], [], [], []
+        for i in self._limit(len(table.ids)):
+            concept, target, english = table.ids[i], words[tgt][i], words[self.dominant][i]
+            ts, ls = token_set(tokenizer, target), token_set(tokenizer, english)
+            reason = _drop_reason(target, english, ts, ls)
+            if reason:
+                drops[reason] += 1
+                continue
+            if task == "cloze":
+                if concept not in cloze:
+                    drops["no cloze sentence"] += 1
+                    continue
+                others = [j for j in range(len(table.ids)) if j != i and table.ids[j] in cloze]
+                if len(others) < self.n_shots:
+                    raise ValueError(f"cloze: only {len(others)} example sentences in {tgt!r}; need {self.n_shots}")
+                shots = rng.sample(others, self.n_shots)
+                ans = self.answer_words.get(tgt, "Answer")
+                lines = [f'{cloze[table.ids[j]]} {ans}: "{words[tgt][j]}"' for j in shots]
+                prompt = "\n".join(lines + [f'{cloze[concept]} {ans}: "'])
+            else:
+                others = [j for j in range(len(table.ids)) if j != i]
+                shots = rng.sample(others, self.n_shots)
+                s_name, t_name = self.lang_names[src], self.lang_names[tgt]
+                lines = [f'{s_name}: "{words[src][j]}" - {t_name}: "{words[tgt][j]}"' for j in shots]
+                prompt = "\n".join(lines + [f'{s_name}: "{words[src][i]}" - {t_name}: "'])
+            prompts.append(prompt)
+            concepts.append(concept)
+            tsets.append(ts)
+            lsets.append(ls)
+        self.drops.update({f"{task} {src}->{tgt}: {k}": v for k, v in drops.items()})
+        check_min_pairs(len(prompts), f"{task} {src}->{tgt} after dropping {dict(drops)}")
+        return LensTask(task, src, tgt, self.dominant, prompts, concepts, tsets, lsets, drops)
+
+    def _cloze_sentences(self, lang: str) -> dict[str, str]:
+        if self.cloze_path is None:
+            raise ValueError("task=cloze needs a cloze table (data.cloze=PATH)")
+        df = read_table(self.cloze_path)
+        for col in ("concept", "lang", "sentence"):
+            if col not in df.columns:
+                raise ValueError(f"{self.cloze_path}: missing column {col!r}; expected concept, lang, sentence")
+        out = {}
+        for i, row in df[df["lang"] == lang].iterrows():
+            if row["sentence"].count("___") != 1:
+                raise ValueError(f"{self.cloze_path}: row {i + 2}: sentence must contain '___' exactly once")
+            out[row["concept"]] = row["sentence"]
+        return out
+
+
+def _drop_reason(target: str, english: str, ts: frozenset, ls: frozenset) -> str | None:
+    """Why a lens item cannot be read cleanly (Wendler et al.'s filters), or None."""
+    if not ts:
+        return "empty target token set"
+    if not ls:
+        return "empty English token set"
+    if ts & ls:
+        return "overlapping token sets"
+    if english.lower() in target.lower():
+        return "English word is a substring of the target"
+    return None
