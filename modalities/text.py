@@ -215,7 +215,9 @@ class TextAdapter(Adapter):
         rng = random.Random(self.seed)
         cloze = self._cloze_sentences(tgt) if task == "cloze" else {}
         prompts, concepts, tsets, lsets = [], [], [], []
-        for i in self._limit(len(table.ids)):
+        candidates = [i for i in range(len(table.ids)) if task != "cloze" or table.ids[i] in cloze]
+        drops["no cloze sentence"] += len(table.ids) - len(candidates) if task == "cloze" else 0
+        for i in [candidates[j] for j in self._limit(len(candidates))]:
             concept, target, english = table.ids[i], words[tgt][i], words[self.dominant][i]
             ts, ls = token_set(tokenizer, target), token_set(tokenizer, english)
             reason = _drop_reason(target, english, ts, ls)
@@ -223,9 +225,6 @@ class TextAdapter(Adapter):
                 drops[reason] += 1
                 continue
             if task == "cloze":
-                if concept not in cloze:
-                    drops["no cloze sentence"] += 1
-                    continue
                 others = [j for j in range(len(table.ids)) if j != i and table.ids[j] in cloze]
                 if len(others) < self.n_shots:
                     raise ValueError(f"cloze: only {len(others)} example sentences in {tgt!r}; need {self.n_shots}")
@@ -243,6 +242,7 @@ class TextAdapter(Adapter):
             concepts.append(concept)
             tsets.append(ts)
             lsets.append(ls)
+        drops = Counter({k: v for k, v in drops.items() if v})
         self.drops.update({f"{task} {src}->{tgt}: {k}": v for k, v in drops.items()})
         check_min_pairs(len(prompts), f"{task} {src}->{tgt} after dropping {dict(drops)}")
         return LensTask(task, src, tgt, self.dominant, prompts, concepts, tsets, lsets, drops)
