@@ -77,23 +77,49 @@ class LogitLens:
         step = self._rows_per_chunk()
         ent = torch.empty(n * L)
         n_sets = len(token_sets[0]) if token_sets else 0
+        if n_sets:
+            if len(token_sets) != n:
+                raise ValueError(f"token_sets: got {len(token_sets)} items for {n} states")
+            V = self.hm.vocab_size
+            per_item = []  # per item: (token ids, set index) as flat tensors
+            for it, sets in enumerate(token_sets):
+                if len(sets) != n_sets:
+                    raise ValueError(f"token_sets[{it}] has {len(sets)} sets, expected {n_sets}")
+                toks = [int(t) for ids in sets for t in ids]
+                bad = [t for t in toks if not 0 <= t < V]
+                if bad:
+                    raise ValueError(f"token_sets[{it}]: ids {bad[:5]} outside the vocabulary 0..{V - 1}")
+                per_item.append((torch.tensor(toks, dtype=torch.long),
+                                 torch.tensor([s for s, ids in enumerate(sets) for _ in ids], dtype=torch.long)))
+
+            def gather_plan(rows: Tensor, L: int):
+                r, t, s = [], [], []
+                for j, row in enumerate(rows.tolist()):
+                    toks, sets_ = per_item[row // L]
+                    r.append(torch.full_like(toks, j))
+                    t.append(toks)
+                    s.append(sets_)
+                return torch.cat(r), torch.cat(t), torch.cat(s)
         set_prob = torch.zeros(n * L, n_sets)
         top_ids = torch.zeros(n * L, top_k, dtype=torch.long)
         top_p = torch.zeros(n * L, top_k)
         for i in range(0, n * L, step):
-            z = self._logits_rows(flat[i:i + step])
-            logp = torch.log_softmax(z, dim=-1)
-            p = logp.exp()
-            ent[i:i + step] = (-(p * logp).sum(-1) / math.log(2)).cpu()
+            z = self._logits_rows(flat[i:i + step])  # [rows, V]
+            z.sub_(z.amax(-1, keepdim=True))  # in place: shifted logits z'
+            e = torch.exp(z)
+            S = e.sum(-1, keepdim=True)
+            # entropy = log S - sum(e z') / S, in nats -> bits; no V-wide log-prob tensor is formed
+            ent[i:i + step] = ((S.log().squeeze(-1) - torch.linalg.vecdot(e, z) / S.squeeze(-1)) / math.log(2)).cpu()
+            p = e.div_(S)
             if top_k:
                 tp, ti = p.topk(top_k, dim=-1)
                 top_ids[i:i + step], top_p[i:i + step] = ti.cpu(), tp.cpu()
             if n_sets:
-                for r in range(p.shape[0]):
-                    item = (i + r) // L
-                    for s, ids in enumerate(token_sets[item]):
-                        if len(ids):
-                            set_prob[i + r, s] = p[r, list(ids)].sum().item()
+                rows = torch.arange(i, min(i + step, n * L))
+                r_idx, t_idx, s_idx = gather_plan(rows, L)
+                acc = torch.zeros(len(rows), n_sets, dtype=p.dtype, device=p.device)
+                acc.index_put_((r_idx, s_idx), p[r_idx, t_idx], accumulate=True)
+                set_prob[i:i + step] = acc.cpu()
         out = {"entropy": ent.reshape(n, L)}
         if n_sets:
             out["set_prob"] = set_prob.reshape(n, L, n_sets)

@@ -1,0 +1,67 @@
+"""Logit-lens readout of all layers at the answer position vs its floor (issue: multilingual).
+
+Floor: one stacked matmul [items*layers, d] @ W_U^T. Compared with one matmul per layer and
+with one item and one layer at a time (matrix-vector products), and with the forward pass.
+Target: our readout (LogitLens.reduce with token sets, entropy) <= 1.1 x the floor.
+"""
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from benchmarks.common import best_of, peak_rss_mb, print_table
+
+
+def main(argv=None) -> list[dict]:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="gemma3_270m")
+    ap.add_argument("--items", type=int, default=16)
+    ap.add_argument("--tokens", type=int, default=32)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args(argv)
+    from hub.lens import LogitLens
+    from hub.model import load_model
+
+    hm = load_model(args.model)
+    ids = torch.randint(10, min(hm.vocab_size, 30000), (args.items, args.tokens), generator=torch.Generator().manual_seed(0)).tolist()
+    states = hm.capture(ids, layers="all", positions="last")  # [items, layer, d]
+    n, L, d = states.shape
+    lens = LogitLens(hm)
+    W = hm.unembed.weight
+    flat = states.reshape(n * L, d)
+
+    @torch.no_grad()
+    def floor():
+        return hm.final_norm(flat) @ W.T
+
+    @torch.no_grad()
+    def per_layer():
+        return [hm.final_norm(states[:, k]) @ W.T for k in range(L)]
+
+    @torch.no_grad()
+    def per_item_layer(sub: int = 2):
+        return [W @ hm.final_norm(states[i, k]) for i in range(sub) for k in range(L)]
+
+    V = hm.vocab_size
+    sets = [[list(range(100 + i, 110 + i)), list(range(V // 2, V // 2 + 20))] for i in range(n)]
+    t_floor = best_of(floor, args.repeats)
+    t_ours = best_of(lambda: lens.reduce(states, token_sets=sets), args.repeats)
+    t_layer = best_of(per_layer, args.repeats)
+    t_item = best_of(per_item_layer, 1) * n / 2  # measured on 2 items, scaled to all items
+    t_fwd = best_of(lambda: hm.capture(ids, layers="all", positions="last"), args.repeats)
+    rows = [
+        {"what": "stacked matmul (floor)", "seconds": t_floor, "ratio_to_floor": 1.0, "target": ""},
+        {"what": "LogitLens.reduce (sets+entropy)", "seconds": t_ours, "ratio_to_floor": t_ours / t_floor,
+         "target": "<= 1.1", "ok": t_ours / t_floor <= 1.1},
+        {"what": "one matmul per layer", "seconds": t_layer, "ratio_to_floor": t_layer / t_floor, "target": ""},
+        {"what": "item x layer mat-vec (scaled)", "seconds": t_item, "ratio_to_floor": t_item / t_floor, "target": ""},
+        {"what": "forward (capture all layers)", "seconds": t_fwd, "ratio_to_floor": t_fwd / t_floor, "target": ""},
+    ]
+    print_table(f"lens readout: {args.model}, {n} items x {L} layers, vocab {hm.vocab_size}", rows)
+    print(f"lens/forward = {t_ours / t_fwd:.2f}; peak RSS {peak_rss_mb():.0f} MB")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
