@@ -41,6 +41,7 @@ def layer_curves(
     hline: float | None = None,
     panel_order: Sequence | None = None,
     ylim: tuple[float, float] | None = None,
+    ncols: int = 4,
 ) -> Path:
     """One panel per value of ``panels`` (or one panel), a line per ``group``, CI shaded.
 
@@ -48,8 +49,12 @@ def layer_curves(
     The baseline (chance or unpaired) is drawn dashed in the line's colour.
     """
     keys = list(panel_order or (sorted(df[panels].unique(), key=str) if panels else [None]))
-    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.3), squeeze=False, sharey=True)
-    for ax, key in zip(axes[0], keys):
+    cols = min(ncols, len(keys))
+    nrows = (len(keys) + cols - 1) // cols
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.3 * nrows), squeeze=False, sharey=True)
+    for ax in axes.flat[len(keys):]:
+        ax.set_visible(False)
+    for ax, key in zip(axes.flat, keys):
         sub = df if key is None else df[df[panels] == key]
         for gi, (g, d) in enumerate(sorted(sub.groupby(group, dropna=False), key=lambda t: str(t[0]))):
             d = d.sort_values(x)
