@@ -7,6 +7,8 @@ PIP         := $(PY) -m pip
 # torch/torchvision come from this machine's local wheel files; torchaudio from the registry.
 TORCH_SPEC  ?= torch==2.14.1 torchvision==0.29.1 torchaudio==2.11.0
 MODEL       ?= gemma3_270m
+# the offline models the integration tests use
+TEST_MODELS ?= gemma3_270m smollm2_135m whisper_base
 STAMP       := $(VENV)/.semantic-hub-installed
 PYTEST_ARGS ?=
 
@@ -28,7 +30,8 @@ model: install
 demo: model
 	$(VENV)/bin/semantic-hub experiment=demo
 
-test: model
+test: install
+	$(VENV)/bin/semantic-hub-models fetch $(TEST_MODELS)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-unit: install

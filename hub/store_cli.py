@@ -30,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("list", help="known models, installed or not, size and path")
     f = sub.add_parser("fetch", help="download, check and convert a model (idempotent)")
-    f.add_argument("name")
+    f.add_argument("names", nargs="+", metavar="NAME")
     f.add_argument("--force", action="store_true", help="fetch again even if installed")
     v = sub.add_parser("verify", help="recompute checksums against STORE.json")
     v.add_argument("name", nargs="?", help="default: every installed model")
@@ -77,10 +77,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "list":
             return _list(st)
         if args.command == "fetch":
-            t0 = time.perf_counter()
-            path = st.fetch(args.name, force=args.force)
-            logging.getLogger(__name__).info("done in %.0f s", time.perf_counter() - t0)
-            print(path)
+            for name in args.names:
+                t0 = time.perf_counter()
+                path = st.fetch(name, force=args.force)
+                logging.getLogger(__name__).info("%s done in %.0f s", name, time.perf_counter() - t0)
+                print(path)
             return 0
         if args.command == "verify":
             return _verify(st, args.name)
