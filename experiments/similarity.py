@@ -32,10 +32,10 @@ METRIC_LABELS = {
 def run(ctx: RunContext) -> pd.DataFrame:
     cfg, hm = ctx.cfg, ctx.model
     adapter = instantiate(cfg.modality)
-    frames = []
+    frames, cache = [], {}
     for pset in tqdm(list(adapter.pairs(hm.tokenizer)), desc="paired sets", disable=not cfg.progress):
         frames.append(compare_paired(hm, pset, cfg.metric, layers=cfg.experiment.layers,
-                                     batch_size=cfg.batch_size, seed=cfg.seed))
+                                     batch_size=cfg.batch_size, seed=cfg.seed, cache=cache))
     if not frames:
         raise ValueError(f"{adapter.describe()} yielded no paired sets; check the modality config")
     df = pd.concat(frames, ignore_index=True)

@@ -11,23 +11,41 @@ from hub.model import HubModel
 from modalities.base import PairedSet, Side
 
 
+def _side_key(side: Side, layers) -> tuple | None:
+    if side.extra is not None:
+        return None
+    pos = side.positions if isinstance(side.positions, str) else repr(side.positions)
+    return (tuple(map(str, side.inputs)), pos, repr(side.spans), repr(layers))
+
+
 def capture_side(hm: HubModel, side: Side, layers: Sequence[int] | str = "all", batch_size: int = 16,
-                 progress: bool = False) -> Tensor:
-    """States of one side at its positions: ``[n, layer, d]`` (index positions are averaged)."""
+                 progress: bool = False, cache: dict | None = None) -> Tensor:
+    """States of one side at its positions: ``[n, layer, d]`` (index positions are averaged).
+
+    ``cache`` (a dict kept by the caller) reuses states of a side seen before in the same run,
+    e.g. the English side that every language is compared with.
+    """
+    key = _side_key(side, layers) if cache is not None else None
+    if key is not None and key in cache:
+        return cache[key]
     st = hm.capture(side.inputs, layers=layers, positions=side.positions, spans=side.spans,
                     extra=side.extra, batch_size=batch_size, progress=progress)
     if isinstance(st, list):
         raise ValueError(f"side {side.label!r}: positions='all' gives per-token states; use 'last', 'mean' or "
                          "indices for paired comparison")
-    return st.mean(2) if st.dim() == 4 else st
+    st = st.mean(2) if st.dim() == 4 else st
+    if key is not None:
+        cache[key] = st
+    return st
 
 
 def compare_paired(hm: HubModel, pset: PairedSet, metric: Mapping, layers: Sequence[int] | str = "all",
-                   batch_size: int = 16, seed: int = 0, progress: bool = False) -> pd.DataFrame:
+                   batch_size: int = 16, seed: int = 0, progress: bool = False, cache: dict | None = None
+                   ) -> pd.DataFrame:
     """Per-layer comparator rows for one paired set, with its identifying columns."""
     layer_list = hm.check_layers(layers)
-    x = capture_side(hm, pset.a, layer_list, batch_size, progress)
-    y = capture_side(hm, pset.b, layer_list, batch_size, progress)
+    x = capture_side(hm, pset.a, layer_list, batch_size, progress, cache)
+    y = capture_side(hm, pset.b, layer_list, batch_size, progress, cache)
     n = x.shape[0]
     k = min(int(metric["k"]), n - 1)  # mutual k-NN needs k < n; small sets use n - 1
     df = compare(x.transpose(0, 1), y.transpose(0, 1), metrics=tuple(metric["names"]), k=k,
