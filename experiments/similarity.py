@@ -33,7 +33,7 @@ def run(ctx: RunContext) -> pd.DataFrame:
     cfg, hm = ctx.cfg, ctx.model
     adapter = instantiate(cfg.modality)
     frames, cache = [], {}
-    for pset in tqdm(list(adapter.pairs(hm.tokenizer)), desc="paired sets", disable=not cfg.progress):
+    for pset in tqdm(list(adapter.pairs(hm if getattr(adapter, "needs_model", False) else hm.tokenizer)), desc="paired sets", disable=not cfg.progress):
         frames.append(compare_paired(hm, pset, cfg.metric, layers=cfg.experiment.layers,
                                      batch_size=cfg.batch_size, seed=cfg.seed, cache=cache))
     if not frames:

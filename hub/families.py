@@ -58,8 +58,8 @@ register_family(Family("qwen2_vl", ("qwen2_vl", "qwen2_5_vl"), body="model.langu
                        text_config_attr="text_config"))
 register_family(Family("idefics3", ("idefics3", "smolvlm"), body="model.text_model",
                        text_config_attr="text_config"))
-register_family(Family("qwen2_audio", ("qwen2_audio",), body="language_model.model",
-                       unembed="language_model.lm_head", text_config_attr="text_config"))
+register_family(Family("qwen2_audio", ("qwen2_audio",), body="model.language_model", unembed="lm_head",
+                       text_config_attr="text_config"))
 # Whisper: the decoder is the language model we read; proj_out is the unembedding
 register_family(Family("whisper", ("whisper",), body="model.decoder", norm="layer_norm", unembed="proj_out"))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 
 import pytest
+import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -30,3 +31,11 @@ def gemma():
 @pytest.fixture(scope="session")
 def smollm():
     return _store_model("smollm2_135m")
+
+
+@pytest.fixture(autouse=True)
+def _threads(request):
+    """Tiny models run fastest on one thread; the real models use every core."""
+    real = request.node.get_closest_marker("integration") is not None
+    torch.set_num_threads((os.cpu_count() or 1) if real else 1)
+    yield

@@ -1,0 +1,120 @@
+"""Shared steps of the Whisper experiments: the speech set, encoder passes, the comparator.
+
+All three Whisper experiments read the same clips; ``encode`` memoises the encoder per clip
+on the model, so running them in one job (experiment=whisper) encodes each clip once.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from hydra.utils import instantiate
+from torch import Tensor
+
+from hub.compare import compare
+from hub.context import RunContext
+from hub.whisper import SAMPLE_RATE, WhisperHub, get_whisper
+from modalities.audio import AudioAdapter, SpeechSet
+
+
+@dataclass
+class Speech:
+    """Clips aligned across languages: ``rows[lang][i]`` is sentence ``ids[i]`` spoken in lang."""
+
+    set: SpeechSet
+    ids: list[str]
+    rows: dict[str, list[int]]
+    adapter: AudioAdapter
+
+    def waves(self, lang: str) -> list[np.ndarray]:
+        return [self.set.clips[r].wave for r in self.rows[lang]]
+
+    def texts(self, lang: str) -> list[str]:
+        return [self.set.table.at[r, "text"] for r in self.rows[lang]]
+
+
+def model(ctx: RunContext) -> WhisperHub:
+    kind = ctx.cfg.model.get("kind", "causal_lm")
+    if kind != "whisper":
+        raise ValueError(f"{ctx.cfg.experiment.name} needs a Whisper model (model.kind: whisper), got "
+                         f"model={ctx.cfg.model.name} (kind {kind}); try model=whisper_base or model=tiny_whisper")
+    return get_whisper(ctx.cfg.model, ctx.cfg.get("device", "cpu"))
+
+
+def speech(ctx: RunContext) -> Speech:
+    """The configured speech set, restricted to sentences spoken in every language."""
+    adapter: AudioAdapter = instantiate(ctx.cfg.modality)
+    if not isinstance(adapter, AudioAdapter):
+        raise ValueError(f"the Whisper experiments need modality=audio, got {type(adapter).__name__}")
+    s = adapter.load()
+    langs = adapter.languages
+    ids = s.aligned(langs, adapter.kind)
+    if adapter.max_items:
+        ids = ids[: adapter.max_items]
+    if len(ids) < 4:
+        raise ValueError(f"only {len(ids)} items are spoken in all of {langs} (drops: {dict(s.drops)}); "
+                         "at least 4 are needed")
+    rows = {lang: [s.by_id(lang, adapter.kind)[i] for i in ids] for lang in langs}
+    return Speech(s, ids, rows, adapter)
+
+
+def encode(ctx: RunContext, wh: WhisperHub, sp: Speech, lang: str) -> tuple[Tensor, Tensor]:
+    """Encoder output ``[n, 1500, d]`` and per-layer speech-frame means ``[n, layer, d]``."""
+    return wh.encode_memo(sp.waves(lang), batch_size=int(ctx.cfg.experiment.get("encoder_batch", 4)),
+                          progress=bool(ctx.cfg.progress))
+
+
+def silence(wh: WhisperHub, seconds: float = 1.0) -> Tensor:
+    """The encoder output for digital silence ``[1, 1500, d]`` (the 'no audio' condition)."""
+    hidden, _ = wh.encode_memo([np.zeros(int(seconds * SAMPLE_RATE), dtype=np.float32)])
+    return hidden
+
+
+def per_item(hidden: Tensor) -> list[dict]:
+    """Encoder outputs as per-item ``extra`` for HubModel.capture."""
+    return [{"encoder_hidden_states": hidden[i:i + 1]} for i in range(hidden.shape[0])]
+
+
+def varying_layers(x: Tensor, y: Tensor, eps: float = 1e-10) -> list[int]:
+    """Indices of layers where both ``[n, layer, d]`` stacks vary over items (a class token
+    or prompt token before any mixing is the same vector for every item)."""
+    vx, vy = x.float().var(0).sum(-1), y.float().var(0).sum(-1)  # [layer]
+    return [j for j in range(x.shape[1]) if vx[j] > eps * (1 + x[:, j].float().pow(2).mean())
+            and vy[j] > eps * (1 + y[:, j].float().pow(2).mean())]
+
+
+def compare_states(x: Tensor, y: Tensor, metric: Mapping, layers: Sequence[int], seed: int = 0) -> pd.DataFrame:
+    """Comparator rows for paired states ``x, y: [n, layer, d]`` (hub.compare).
+
+    Layers where either side is one vector for every item (no variance: CKA is undefined
+    and cosines meaningless) are left out; their labels are in ``df.attrs["constant_layers"]``.
+    """
+    n = x.shape[0]
+    k = min(int(metric["k"]), n - 1)
+    keep = varying_layers(x, y)
+    if not keep:
+        raise ValueError("every layer is constant over items on one side; nothing to compare")
+    layers = list(layers)
+    df = compare(x[:, keep].transpose(0, 1).float(), y[:, keep].transpose(0, 1).float(),
+                 metrics=tuple(metric["names"]), k=k, csls=bool(metric["csls"]), csls_k=int(metric["csls_k"]),
+                 n_boot=int(metric["n_boot"]), ci=float(metric["ci"]), seed=seed, clamp=metric.get("clamp"),
+                 layers=[layers[j] for j in keep])
+    df.attrs["constant_layers"] = [layers[j] for j in range(len(layers)) if j not in keep]
+    return df
+
+
+def layers_of(spec, n_layers: int) -> list[int]:
+    if spec in (None, "all"):
+        return list(range(n_layers + 1))
+    out = [int(k) for k in spec]
+    bad = [k for k in out if not 0 <= k <= n_layers]
+    if bad:
+        raise IndexError(f"layers {bad} are out of range 0..{n_layers}")
+    return out
+
+
+def stack(states: list[Tensor]) -> Tensor:
+    return torch.stack(states) if states else torch.empty(0)

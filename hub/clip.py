@@ -1,0 +1,211 @@
+"""open_clip dual encoders: per-layer tower states and the joint embeddings.
+
+A CLIP-style model has two towers that meet only at the end, in the joint embedding space.
+We read each tower's residual stream with hooks on its ``transformer.resblocks`` (layer 0 =
+input of block 1 (after ``ln_pre`` for the image tower), k = output of block k) at the
+position the tower itself pools: the class token (or the patch mean, for ``avg`` pooling)
+for images, the end-of-text token (``argmax``/``eos`` pooling, or first/last) for text, and
+the final normalised embeddings ``encode_image`` / ``encode_text``. Towers without
+resblocks (timm or Hugging Face towers) give the final embeddings only.
+
+Weights: ``pretrained`` is an open_clip tag (needs the download cache) or a local checkpoint
+file; ``local-dir:/path`` loads ``open_clip_config.json`` plus weights from a folder.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class ClipModel:
+    """An open_clip model with its image transform and tokenizer."""
+
+    model: torch.nn.Module
+    preprocess: object
+    tokenizer: object
+    name: str = "clip"
+
+    def __post_init__(self) -> None:
+        self.model.eval()
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # -------------------------------------------------------------- towers
+    def _text_tower(self) -> tuple[torch.nn.Module | None, str, int | None]:
+        """(module with .transformer.resblocks, pool type, eos id) of the text tower."""
+        m = self.model
+        if hasattr(m, "transformer") and hasattr(m.transformer, "resblocks"):
+            return m, getattr(m, "text_pool_type", "argmax"), getattr(m, "text_eos_id", None)
+        text = getattr(m, "text", None)
+        if text is not None and hasattr(getattr(text, "transformer", None), "resblocks"):
+            pool = "last" if getattr(text, "cls_emb", None) is not None else getattr(text, "pool_type", "argmax")
+            return text, pool, getattr(text, "eos_id", None)
+        return None, "", None
+
+    @property
+    def image_blocks(self) -> torch.nn.ModuleList | None:
+        t = getattr(getattr(self.model, "visual", None), "transformer", None)
+        return getattr(t, "resblocks", None)
+
+    @property
+    def text_blocks(self) -> torch.nn.ModuleList | None:
+        tower, _, _ = self._text_tower()
+        return tower.transformer.resblocks if tower is not None else None
+
+    # ------------------------------------------------------------- capture
+    @staticmethod
+    def _capture(blocks: torch.nn.ModuleList | None, layers: list[int], read) -> tuple[dict[int, Tensor], list]:
+        got: dict[int, Tensor] = {}
+        handles = []
+        if blocks is None:
+            return got, handles
+
+        def post(k):
+            def hook(_m, _a, out):
+                got[k] = read(out[0] if isinstance(out, tuple) else out)
+            return hook
+
+        def pre(_m, args, kwargs):
+            got[0] = read(args[0] if args else kwargs["q_x"] if "q_x" in kwargs else next(iter(kwargs.values())))
+
+        for k in layers:
+            handles.append(blocks[0].register_forward_pre_hook(pre, with_kwargs=True) if k == 0
+                           else blocks[k - 1].register_forward_hook(post(k)))
+        return got, handles
+
+    def _layers(self, blocks, layers) -> list[int]:
+        if blocks is None:
+            return []
+        L = len(blocks)
+        out = list(range(L + 1)) if layers in (None, "all") else list(layers)
+        bad = [k for k in out if not 0 <= k <= L]
+        if bad:
+            raise IndexError(f"{self.name}: layers {bad} out of range 0..{L}")
+        return out
+
+    @torch.no_grad()
+    def image_states(self, images: Sequence, layers: Sequence[int] | str = "all", batch_size: int = 32
+                     ) -> tuple[Tensor | None, Tensor]:
+        """Per-layer image-tower states at the pooled position ``[n, layer, width]`` (None
+        without resblocks) and the normalised joint embeddings ``[n, embed]``."""
+        blocks = self.image_blocks
+        layer_list = self._layers(blocks, layers)
+        pool = getattr(self.model.visual, "pool_type", "tok")
+
+        def read(h: Tensor) -> Tensor:  # [b, 1 + patches, w] (batch first)
+            if pool == "tok":
+                return h[:, 0].float()
+            return (h[:, 1:] if pool == "avg" else h).mean(1).float()
+
+        states, embeds = [], []
+        for s in range(0, len(images), batch_size):
+            x = torch.stack([self.preprocess(im.convert("RGB")) for im in images[s:s + batch_size]]).to(self.device)
+            got, handles = self._capture(blocks, layer_list, read)
+            try:
+                embeds.append(self.model.encode_image(x, normalize=True).float().cpu())
+            finally:
+                for h in handles:
+                    h.remove()
+            if layer_list:
+                states.append(torch.stack([got[k] for k in layer_list], 1).cpu())
+        return (torch.cat(states) if states else None), torch.cat(embeds)
+
+    @torch.no_grad()
+    def text_states(self, texts: Sequence[str], layers: Sequence[int] | str = "all", batch_size: int = 64
+                    ) -> tuple[Tensor | None, Tensor]:
+        """Per-layer text-tower states at the pooled token ``[n, layer, width]`` and the
+        normalised joint embeddings ``[n, embed]``."""
+        from open_clip.transformer import text_global_pool
+
+        tower, pool, eos = self._text_tower()
+        blocks = self.text_blocks
+        layer_list = self._layers(blocks, layers)
+        states, embeds = [], []
+        for s in range(0, len(texts), batch_size):
+            tok = self.tokenizer(list(texts[s:s + batch_size])).to(self.device)
+
+            def read(h: Tensor, tok=tok) -> Tensor:
+                return text_global_pool(h, tok, pool, eos_token_id=eos).float()
+
+            got, handles = self._capture(blocks, layer_list, read)
+            try:
+                embeds.append(self.model.encode_text(tok, normalize=True).float().cpu())
+            finally:
+                for h in handles:
+                    h.remove()
+            if layer_list:
+                states.append(torch.stack([got[k] for k in layer_list], 1).cpu())
+        return (torch.cat(states) if states else None), torch.cat(embeds)
+
+
+# -------------------------------------------------------------------- loading
+def load_clip(model_name: str, pretrained: str | None = None, device: str = "cpu", precision: str = "fp32",
+              name: str | None = None) -> ClipModel:
+    """``open_clip.create_model_and_transforms`` plus the tokenizer; errors say what is missing."""
+    import open_clip
+
+    if model_name.startswith("tiny:"):
+        return tiny_clip()
+    if pretrained and not model_name.startswith(("local-dir:", "hf-hub:")):
+        p = Path(pretrained)
+        if (p.suffix or "/" in pretrained) and not p.is_file():
+            raise FileNotFoundError(f"{pretrained}: no such open_clip checkpoint file")
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=pretrained,
+                                                                     device=device, precision=precision)
+    except RuntimeError as e:
+        raise RuntimeError(f"open_clip could not build {model_name!r} with pretrained={pretrained!r}: {e} "
+                           "(offline: pass a local checkpoint path, or local-dir:/folder with open_clip_config.json)"
+                           ) from e
+    return ClipModel(model, preprocess, open_clip.get_tokenizer(model_name), name or model_name)
+
+
+_CACHE: dict[tuple, ClipModel] = {}
+
+
+def get_clip(model_cfg, device: str = "cpu") -> ClipModel:
+    """Load (once per process) the open_clip model a ``conf/model`` entry names."""
+    key = (str(model_cfg.path), str(model_cfg.get("pretrained")), device)
+    if key not in _CACHE:
+        _CACHE[key] = load_clip(str(model_cfg.path), model_cfg.get("pretrained"), device,
+                                name=str(model_cfg.name))
+    return _CACHE[key]
+
+
+TINY_CLIP_CFG = {
+    "embed_dim": 16,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "head_width": 8, "patch_size": 8},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 4, "layers": 3},
+}
+
+
+@functools.lru_cache(maxsize=1)
+def tiny_clip_dir() -> str:
+    """A temporary folder with a tiny ``open_clip_config.json`` (no weights: random init)."""
+    d = Path(tempfile.mkdtemp(prefix="semantic-hub-tiny-clip-"))
+    (d / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_CLIP_CFG, "preprocess_cfg": {}}))
+    return str(d)
+
+
+@functools.lru_cache(maxsize=1)
+def tiny_clip(seed: int = 0) -> ClipModel:
+    """A random tiny open_clip ViT/text model built through create_model_and_transforms."""
+    import logging
+
+    import open_clip
+
+    torch.manual_seed(seed)
+    name = f"local-dir:{tiny_clip_dir()}"
+    logging.getLogger().setLevel(logging.ERROR)  # open_clip warns that the folder has no weights
+    model, _, preprocess = open_clip.create_model_and_transforms(name)
+    return ClipModel(model, preprocess, open_clip.get_tokenizer(name), "tiny_clip")
