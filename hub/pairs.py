@@ -48,10 +48,23 @@ def compare_paired(hm: HubModel, pset: PairedSet, metric: Mapping, layers: Seque
     y = capture_side(hm, pset.b, layer_list, batch_size, progress, cache)
     n = x.shape[0]
     k = min(int(metric["k"]), n - 1)  # mutual k-NN needs k < n; small sets use n - 1
-    df = compare(x.transpose(0, 1), y.transpose(0, 1), metrics=tuple(metric["names"]), k=k,
+    # a layer where one side is the same state for every item (e.g. layer 0 at a shared final
+    # "." token) has no defined CKA or retrieval: it is left out and reported, never NaN
+    keep = [j for j in range(len(layer_list)) if varies(x[:, j]) and varies(y[:, j])]
+    if not keep:
+        raise ValueError(f"paired set {pset.name!r}: at every layer one side has the same state for all items; "
+                         "nothing to compare (read other positions, e.g. positions=mean)")
+    df = compare(x[:, keep].transpose(0, 1), y[:, keep].transpose(0, 1), metrics=tuple(metric["names"]), k=k,
                  csls=bool(metric["csls"]), csls_k=int(metric["csls_k"]), n_boot=int(metric["n_boot"]),
-                 ci=float(metric["ci"]), seed=seed, clamp=metric.get("clamp"), layers=layer_list)
+                 ci=float(metric["ci"]), seed=seed, clamp=metric.get("clamp"), layers=[layer_list[j] for j in keep])
+    df.attrs["constant_layers"] = [layer_list[j] for j in range(len(layer_list)) if j not in keep]
     for key, value in pset.ids.items():
         df[key] = value
     df["pair"] = pset.name
     return df
+
+
+def varies(states: Tensor, rel: float = 1e-5) -> bool:
+    """Do the ``[n, d]`` states differ across items (beyond float noise)?"""
+    spread = (states - states.mean(0)).norm(dim=-1).max()
+    return bool(spread > rel * states.norm(dim=-1).mean().clamp_min(1e-12))
