@@ -37,9 +37,14 @@ test: install
 test-unit: install
 	$(PY) -m pytest -q -m "not integration" $(PYTEST_ARGS)
 
-bench: model
+# benchmarks: TransformerLens and nnsight (the [bench] extra) install beside the project without
+# changing torch/transformers/numpy/hydra; run_all.py prints one table (logs in outputs/bench/)
+BENCH_MODELS ?= gemma3_270m smollm2_135m
+BENCH_ARGS  ?=
+bench: install
+	$(VENV)/bin/semantic-hub-models fetch $(BENCH_MODELS)
 	$(PIP) install -q -e '.[bench]'
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

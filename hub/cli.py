@@ -1,7 +1,21 @@
 """The ``semantic-hub`` Hydra application: compose conf/, run one experiment per job.
 
 ``semantic-hub --cfg job`` prints the composed config; ``-m`` runs a sweep, each job in its
-own directory. An experiment is a module in ``experiments/`` with ``run(ctx) -> None``.
+own directory (``hydra.sweep.dir``/``<num>_<overrides>``), on any Hydra launcher
+(``hydra/launcher=local|ray_local|slurm``, see conf/hydra/launcher/). An experiment is a
+module in ``experiments/`` with ``run(ctx) -> None``.
+
+Sweeps at scale:
+
+* **resume**: a job is done when its ``report.md`` exists (RunContext.finish writes
+  ``results.csv`` then ``report.md``, each atomically). With ``resume=true`` (default) such a
+  job is skipped, so rerunning an interrupted sweep with the same ``hydra.sweep.dir`` completes
+  only the missing jobs. ``resume=false`` recomputes every job.
+* **errors**: an exception in one job of a sweep is written to ``error.txt`` in that job's
+  directory and the sweep goes on; at the end :class:`SweepSummary` (a Hydra callback, set in
+  conf/config.yaml) prints one line per failed job, writes the cross-run report and exits with
+  status 1. A single run (no ``-m``) re-raises as before, after writing ``error.txt``.
+* **logs**: one summary line per job (what ran, how long, where the results are).
 """
 from __future__ import annotations
 
@@ -9,15 +23,22 @@ import importlib
 import logging
 import sys
 import time
+import traceback
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+
+from hub.results import atomic_write_text
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 DATA_DIR = Path(__file__).resolve().parents[1] / "modalities" / "data"
 log = logging.getLogger("semantic_hub")
+TAG = "[semantic-hub]"
 
 
 def _pkg_data(name: str) -> str:
@@ -26,6 +47,18 @@ def _pkg_data(name: str) -> str:
 
 if not OmegaConf.has_resolver("pkg_data"):
     OmegaConf.register_new_resolver("pkg_data", _pkg_data)
+
+
+def _overrides() -> list[str]:
+    """The current Hydra job's task overrides ([] outside a Hydra run)."""
+    if not HydraConfig.initialized():
+        return []
+    return [str(o) for o in HydraConfig.get().overrides.task]
+
+
+def _label(cfg: DictConfig) -> str:
+    ov = [o for o in _overrides() if not o.startswith(("hydra.", "progress="))]
+    return f"{cfg.experiment.name} on {cfg.model.name}" + (f" [{' '.join(ov)}]" if ov else "")
 
 
 def run_job(cfg: DictConfig, out: str | Path) -> Path:
@@ -45,15 +78,86 @@ def run_job(cfg: DictConfig, out: str | Path) -> Path:
     module.run(ctx)
     report = ctx.finish()
     n = len(ctx.results())
-    print(f"[semantic-hub] {cfg.experiment.name} on {cfg.model.name}: {n} result rows in "
-          f"{time.time() - t0:.1f}s -> {report}", flush=True)
+    cache = f", activation cache {ctx.cache.stats}" if ctx.cache is not None else ""
+    print(f"{TAG} done {_label(cfg)}: {n} result rows in {time.time() - t0:.1f}s{cache} -> {report}", flush=True)
     return report
 
 
+def _clean_job_dir(out: Path) -> None:
+    """Remove what an earlier, unfinished attempt may have left: error.txt, temp files."""
+    (out / "error.txt").unlink(missing_ok=True)
+    for tmp in out.glob("**/.*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
+def write_error(out: Path, err: BaseException, cfg: DictConfig, seconds: float) -> Path:
+    """``error.txt``: what ran, the overrides, the exception and its traceback."""
+    text = (f"{_label(cfg)}\nfailed after {seconds:.1f}s\noverrides: {_overrides()}\n\n"
+            + "".join(traceback.format_exception(type(err), err, err.__traceback__)))
+    return atomic_write_text(out / "error.txt", text)
+
+
+def run_or_resume(cfg: DictConfig, out: str | Path, raise_errors: bool = True) -> dict[str, Any]:
+    """One job of a run or sweep: skip it if done (``resume``), else run it and catch its error.
+
+    Returns a plain dict (picklable for any launcher): ``status`` (done | skipped | failed),
+    ``seconds``, ``path`` (report.md or error.txt), ``error``.
+    """
+    out = Path(out)
+    report = out / "report.md"
+    if bool(cfg.get("resume", True)) and report.is_file():
+        print(f"{TAG} skip {_label(cfg)}: already done -> {report}", flush=True)
+        return {"status": "skipped", "seconds": 0.0, "path": str(report), "error": None}
+    out.mkdir(parents=True, exist_ok=True)
+    _clean_job_dir(out)
+    t0 = time.time()
+    try:
+        path = run_job(cfg, out)
+    except Exception as e:  # noqa: BLE001 - one job's failure must not lose the sweep
+        seconds = time.time() - t0
+        err = write_error(out, e, cfg, seconds)
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        print(f"{TAG} FAILED {_label(cfg)} after {seconds:.1f}s: {type(e).__name__}: {first} -> {err}",
+              flush=True)
+        if raise_errors:
+            raise
+        return {"status": "failed", "seconds": seconds, "path": str(err), "error": f"{type(e).__name__}: {first}"}
+    return {"status": "done", "seconds": time.time() - t0, "path": str(path), "error": None}
+
+
+class SweepSummary(Callback):
+    """At the end of a multirun: status of every job under the sweep dir, the cross-run report,
+    and exit status 1 if any job failed (its ``error.txt`` is named)."""
+
+    def __init__(self, report: bool = True) -> None:
+        self.report = report
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from hub.sweep_report import build, scan_jobs
+
+        sweep = Path(str(config.hydra.sweep.dir))
+        jobs = scan_jobs(sweep)
+        counts = {s: sum(j.status == s for j in jobs) for s in ("done", "failed", "incomplete")}
+        print(f"{TAG} sweep {sweep}: {len(jobs)} jobs, " + ", ".join(f"{n} {s}" for s, n in counts.items()),
+              flush=True)
+        for j in jobs:
+            if j.status == "failed":
+                print(f"{TAG}   failed: {j.rel} -> {j.dir / 'error.txt'}: {j.error}", flush=True)
+        if self.report and counts["done"]:
+            try:
+                index = build(sweep)
+                print(f"{TAG} sweep report -> {index}", flush=True)
+            except Exception as e:  # noqa: BLE001 - the jobs' own results are already safe
+                print(f"{TAG} sweep report failed: {type(e).__name__}: {e} "
+                      f"(retry with: semantic-hub-report {sweep})", flush=True)
+        if counts["failed"]:
+            sys.exit(1)
+
+
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
-def _hydra_main(cfg: DictConfig) -> None:
-    out = HydraConfig.get().runtime.output_dir
-    run_job(cfg, out)
+def _hydra_main(cfg: DictConfig) -> dict[str, Any]:
+    hc = HydraConfig.get()
+    return run_or_resume(cfg, hc.runtime.output_dir, raise_errors=hc.mode != RunMode.MULTIRUN)
 
 
 def main() -> None:

@@ -1,4 +1,9 @@
-"""What an experiment gets: its config, output directory, model loader, results and report."""
+"""What an experiment gets: its config, output directory, model loader, results and report.
+
+The model comes from a per-process cache (one load per model per process, also across the jobs
+of a sweep run in one process) and gets the activation cache the config asks for
+(``cache.enabled``, ``cache.dir``; see hub.cache).
+"""
 from __future__ import annotations
 
 import time
@@ -8,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig
 
+from hub.cache import ActivationCache, from_config
 from hub.model import HubModel, load_model
 from hub.report import Report
 from hub.results import tidy, write_results
@@ -17,9 +23,22 @@ _MODEL_CACHE: dict[tuple, HubModel] = {}
 
 def get_model(model_cfg: DictConfig, device: str = "cpu") -> HubModel:
     """Load (once per process) the model a config names."""
-    key = (str(model_cfg.path), str(model_cfg.dtype), device)
+    kind = str(model_cfg.get("kind", "causal_lm"))
+    key = (kind, str(model_cfg.path), str(model_cfg.dtype), device)
     if key not in _MODEL_CACHE:
-        hm = load_model(str(model_cfg.path), dtype=str(model_cfg.dtype), device=device)
+        if kind in ("vlm", "audio_lm"):
+            from hub.vlm import get_multimodal
+            hm = get_multimodal(model_cfg, device)
+        elif kind == "whisper":
+            from hub.whisper import get_whisper
+            hm = get_whisper(model_cfg, device)
+        elif kind == "clip":
+            from hub.clip import get_clip
+            hm = get_clip(model_cfg, device)
+        elif kind == "causal_lm":
+            hm = load_model(str(model_cfg.path), dtype=str(model_cfg.dtype), device=device)
+        else:
+            raise ValueError(f"model.kind={kind!r}: expected causal_lm, vlm, audio_lm, whisper or clip")
         hm.name = str(model_cfg.name)
         _MODEL_CACHE[key] = hm
     return _MODEL_CACHE[key]
@@ -33,15 +52,21 @@ class RunContext:
     out: Path
     frames: list[pd.DataFrame] = field(default_factory=list)
     started: float = field(default_factory=time.time)
+    cache: ActivationCache | None = None
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.report = Report(self.out, title=f"semantic-hub: {self.cfg.experiment.name} on {self.cfg.model.name}")
+        if self.cache is None:
+            self.cache = from_config(self.cfg)
 
     @property
     def model(self) -> HubModel:
-        return get_model(self.cfg.model, self.cfg.get("device", "cpu"))
+        """The configured model, with this run's activation cache attached (or none)."""
+        hm = get_model(self.cfg.model, self.cfg.get("device", "cpu"))
+        hm.cache = self.cache
+        return hm
 
     def add(self, df: pd.DataFrame, **ids) -> pd.DataFrame:
         """Add result rows; ``model`` is filled in from the config."""
@@ -58,5 +83,12 @@ class RunContext:
         df = self.results()
         if len(df):
             write_results(df, self.out / "results.csv")
+        else:  # a table left by an interrupted earlier attempt is not this run's result
+            (self.out / "results.csv").unlink(missing_ok=True)
         self.report.meta["elapsed_s"] = round(time.time() - self.started, 1)
+        if self.cache is not None:
+            self.report.meta["activation cache"] = f"{self.cache.stats} ({self.cache.root})"
+            for hm in _MODEL_CACHE.values():  # detach: later users of the model opt in themselves
+                if hm.cache is self.cache:
+                    hm.cache = None
         return self.report.write()

@@ -47,6 +47,8 @@ class HubModel:
     tokenizer: object
     name: str = "model"
     family: Family | None = None
+    # optional activation cache (hub.cache.ActivationCache): consulted by capture when set
+    cache: object | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.family = self.family or family_for(self.model)
@@ -225,6 +227,12 @@ class HubModel:
         if isinstance(positions, (list, tuple)) and positions and not isinstance(positions[0], int) \
                 and len(positions) != len(ids):
             raise ValueError(f"positions: got {len(positions)} index lists for {len(ids)} inputs")
+        cache_key = None
+        if self.cache is not None:  # activation cache (hub.cache): same inputs + model -> stored states
+            cache_key = self.cache.key(self, ids, layer_list, positions, spans, dtype, extra)
+            hit = self.cache.get(cache_key) if cache_key is not None else None
+            if hit is not None:
+                return hit
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         results: list = [None] * len(ids)
         stop = max(layer_list)
@@ -259,9 +267,10 @@ class HubModel:
                     results[i] = stacked[j, :, stacked.shape[2] - L:].cpu()
                 else:
                     results[i] = stacked[j].cpu()
-        if positions == "all":
-            return results
-        return torch.stack(results)
+        out = results if positions == "all" else torch.stack(results)
+        if cache_key is not None:
+            self.cache.put(cache_key, out, model=self.name)
+        return out
 
 
 def _stack_extra(items: list[dict]) -> dict:
