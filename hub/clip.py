@@ -93,6 +93,17 @@ class ClipModel:
             raise IndexError(f"{self.name}: layers {bad} out of range 0..{L}")
         return out
 
+    def _run(self, blocks, layer_list: list[int], read, encode) -> tuple[Tensor | None, Tensor]:
+        """Run ``encode()`` with hooks reading ``layer_list``: (states ``[b, layer, w]`` or None,
+        joint embeddings ``[b, embed]``); hooks removed even on an exception."""
+        got, handles = self._capture(blocks, layer_list, read)
+        try:
+            emb = encode().float().cpu()
+        finally:
+            for h in handles:
+                h.remove()
+        return (torch.stack([got[k] for k in layer_list], 1).cpu() if layer_list else None), emb
+
     @torch.no_grad()
     def image_states(self, images: Sequence, layers: Sequence[int] | str = "all", batch_size: int = 32
                      ) -> tuple[Tensor | None, Tensor]:
@@ -110,15 +121,10 @@ class ClipModel:
         states, embeds = [], []
         for s in range(0, len(images), batch_size):
             x = torch.stack([self.preprocess(im.convert("RGB")) for im in images[s:s + batch_size]]).to(self.device)
-            got, handles = self._capture(blocks, layer_list, read)
-            try:
-                embeds.append(self.model.encode_image(x, normalize=True).float().cpu())
-            finally:
-                for h in handles:
-                    h.remove()
-            if layer_list:
-                states.append(torch.stack([got[k] for k in layer_list], 1).cpu())
-        return (torch.cat(states) if states else None), torch.cat(embeds)
+            st, emb = self._run(blocks, layer_list, read, lambda: self.model.encode_image(x, normalize=True))
+            states.append(st)
+            embeds.append(emb)
+        return (torch.cat(states) if layer_list else None), torch.cat(embeds)
 
     @torch.no_grad()
     def text_states(self, texts: Sequence[str], layers: Sequence[int] | str = "all", batch_size: int = 64
@@ -137,15 +143,10 @@ class ClipModel:
             def read(h: Tensor, tok=tok) -> Tensor:
                 return text_global_pool(h, tok, pool, eos_token_id=eos).float()
 
-            got, handles = self._capture(blocks, layer_list, read)
-            try:
-                embeds.append(self.model.encode_text(tok, normalize=True).float().cpu())
-            finally:
-                for h in handles:
-                    h.remove()
-            if layer_list:
-                states.append(torch.stack([got[k] for k in layer_list], 1).cpu())
-        return (torch.cat(states) if states else None), torch.cat(embeds)
+            st, emb = self._run(blocks, layer_list, read, lambda: self.model.encode_text(tok, normalize=True))
+            states.append(st)
+            embeds.append(emb)
+        return (torch.cat(states) if layer_list else None), torch.cat(embeds)
 
 
 # -------------------------------------------------------------------- loading
@@ -170,16 +171,11 @@ def load_clip(model_name: str, pretrained: str | None = None, device: str = "cpu
     return ClipModel(model, preprocess, open_clip.get_tokenizer(model_name), name or model_name)
 
 
-_CACHE: dict[tuple, ClipModel] = {}
-
-
 def get_clip(model_cfg, device: str = "cpu") -> ClipModel:
-    """Load (once per process) the open_clip model a ``conf/model`` entry names."""
-    key = (str(model_cfg.path), str(model_cfg.get("pretrained")), device)
-    if key not in _CACHE:
-        _CACHE[key] = load_clip(str(model_cfg.path), model_cfg.get("pretrained"), device,
-                                name=str(model_cfg.name))
-    return _CACHE[key]
+    """The open_clip model a ``conf/model`` entry names, loaded once per process (hub.context's cache)."""
+    from hub.context import get_model
+
+    return get_model(model_cfg, device)
 
 
 TINY_CLIP_CFG = {

@@ -22,24 +22,29 @@ _MODEL_CACHE: dict[tuple, HubModel] = {}
 
 
 def get_model(model_cfg: DictConfig, device: str = "cpu") -> HubModel:
-    """Load (once per process) the model a config names."""
+    """Load (once per process) the model a config names; ``model.kind`` picks the loader.
+
+    The one model cache of the process: hub.vlm/whisper/clip ``get_*`` come through here too.
+    """
     kind = str(model_cfg.get("kind", "causal_lm"))
-    key = (kind, str(model_cfg.path), str(model_cfg.dtype), device)
+    path, dtype = str(model_cfg.path), str(model_cfg.get("dtype", "float32"))
+    key = (kind, path, dtype, str(model_cfg.get("pretrained")), device)
     if key not in _MODEL_CACHE:
+        name = str(model_cfg.name)
         if kind in ("vlm", "audio_lm"):
-            from hub.vlm import get_multimodal
-            hm = get_multimodal(model_cfg, device)
+            from hub.vlm import load_multimodal
+            hm = load_multimodal(path, dtype, device, name=name)
         elif kind == "whisper":
-            from hub.whisper import get_whisper
-            hm = get_whisper(model_cfg, device)
+            from hub.whisper import load_whisper
+            hm = load_whisper(path, dtype, device, name=name)
         elif kind == "clip":
-            from hub.clip import get_clip
-            hm = get_clip(model_cfg, device)
+            from hub.clip import load_clip
+            hm = load_clip(path, model_cfg.get("pretrained"), device, name=name)
         elif kind == "causal_lm":
-            hm = load_model(str(model_cfg.path), dtype=str(model_cfg.dtype), device=device)
+            hm = load_model(path, dtype=dtype, device=device)
         else:
             raise ValueError(f"model.kind={kind!r}: expected causal_lm, vlm, audio_lm, whisper or clip")
-        hm.name = str(model_cfg.name)
+        hm.name = name
         _MODEL_CACHE[key] = hm
     return _MODEL_CACHE[key]
 
@@ -89,6 +94,6 @@ class RunContext:
         if self.cache is not None:
             self.report.meta["activation cache"] = f"{self.cache.stats} ({self.cache.root})"
             for hm in _MODEL_CACHE.values():  # detach: later users of the model opt in themselves
-                if hm.cache is self.cache:
+                if getattr(hm, "cache", None) is self.cache:  # ClipModel has no capture cache
                     hm.cache = None
         return self.report.write()

@@ -235,16 +235,11 @@ def load_multimodal(path: str, dtype: str = "float32", device: str = "cpu", name
     return MultimodalHubModel(model, tok, name=name or str(path), family=family_of(model), processor=processor)
 
 
-_CACHE: dict[tuple, MultimodalHubModel] = {}
-
-
 def get_multimodal(model_cfg, device: str = "cpu") -> MultimodalHubModel:
-    """Load (once per process) the multimodal model a ``conf/model`` entry names."""
-    key = (str(model_cfg.path), str(model_cfg.get("dtype", "float32")), device)
-    if key not in _CACHE:
-        _CACHE[key] = load_multimodal(str(model_cfg.path), str(model_cfg.get("dtype", "float32")), device,
-                                      name=str(model_cfg.name))
-    return _CACHE[key]
+    """The multimodal model a ``conf/model`` entry names, loaded once per process (hub.context's cache)."""
+    from hub.context import get_model
+
+    return get_model(model_cfg, device)
 
 
 # ---------------------------------------------------- tiny random configurations

@@ -214,16 +214,11 @@ def load_whisper(path: str, dtype: str = "float32", device: str = "cpu", name: s
     return WhisperHub(model, tok, name=name or str(path), feature_extractor=fe)
 
 
-_CACHE: dict[tuple, WhisperHub] = {}
-
-
 def get_whisper(model_cfg, device: str = "cpu") -> WhisperHub:
-    """Load (once per process) the Whisper model a ``conf/model`` entry names."""
-    key = (str(model_cfg.path), str(model_cfg.get("dtype", "float32")), device)
-    if key not in _CACHE:
-        _CACHE[key] = load_whisper(str(model_cfg.path), str(model_cfg.get("dtype", "float32")), device,
-                                   name=str(model_cfg.name))
-    return _CACHE[key]
+    """The Whisper model a ``conf/model`` entry names, loaded once per process (hub.context's cache)."""
+    from hub.context import get_model
+
+    return get_model(model_cfg, device)
 
 
 # -------------------------------------------------------- tiny random Whisper

@@ -16,15 +16,6 @@ COLUMNS = {"metric", "layer", "value", "ci_low", "ci_high", "n", "scale", "model
 SMALL = ["model=tiny_llama", "progress=false", "experiment.layers=[1,3]", "experiment.n_boot=50"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny matmuls on a shared machine run far faster on one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def run(tmp_path, overrides):
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=SMALL + overrides)

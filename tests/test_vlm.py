@@ -20,15 +20,6 @@ METRIC = {"names": ["cos_adjusted", "cka_debiased", "retrieval_top1"], "k": 3, "
           "n_boot": 10, "ci": 0.95, "clamp": None}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run ~30x faster on one thread on a busy machine (no OpenMP contention)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def images(n: int = 3) -> list[Image.Image]:
     rng = np.random.default_rng(0)
     return [Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)) for _ in range(n)]
