@@ -202,6 +202,11 @@ def tiny_clip(seed: int = 0) -> ClipModel:
 
     torch.manual_seed(seed)
     name = f"local-dir:{tiny_clip_dir()}"
-    logging.getLogger().setLevel(logging.ERROR)  # open_clip warns that the folder has no weights
-    model, _, preprocess = open_clip.create_model_and_transforms(name)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # open_clip warns on the root logger that the folder has no weights
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(name)
+    finally:
+        root.setLevel(level)  # leave the process's logging as it was
     return ClipModel(model, preprocess, open_clip.get_tokenizer(name), "tiny_clip")

@@ -110,7 +110,7 @@ def test_code_experiment_with_user_file(tmp_path):
     extra.append({**GOOD[3], "id": "pick", "code": pick, "call": "pick([4, 5, 6])"})
     p = write_jsonl(tmp_path / "mine.jsonl", GOOD + extra + [BROKEN])
     out = tmp_path / "run"
-    report = run_cfg(["experiment=code", "model=tiny_llama", f"+data.code={p}", "modality.languages=[en,fr]",
+    report = run_cfg(["experiment=code", "model=tiny_llama", f"data.code={p}", "modality.languages=[en,fr]",
                       "metric.n_boot=10"], out)
     df = pd.read_csv(out / "results.csv")
     assert set(df[df["task"] == "code-description"]["lang"]) == {"en", "fr"}

@@ -159,6 +159,18 @@ def test_tiny_open_clip_towers_match_the_embeddings():
                                atol=1e-5, rtol=1e-4)
 
 
+def test_building_the_tiny_clip_leaves_process_logging_as_it_was():
+    import logging
+
+    from hub.clip import tiny_clip
+
+    root = logging.getLogger()
+    before = root.level
+    tiny_clip.cache_clear()
+    tiny_clip()
+    assert root.level == before  # silencing open_clip's warning must not silence everyone else
+
+
 # ------------------------------------------------------- experiments, smoke runs
 @pytest.mark.slow
 @pytest.mark.parametrize("overrides,tasks", [
