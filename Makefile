@@ -10,19 +10,30 @@ MODEL       ?= gemma3_270m
 # the offline models the integration tests use
 TEST_MODELS ?= gemma3_270m smollm2_135m whisper_base
 STAMP       := $(VENV)/.semantic-hub-installed
+TEST_STAMP  := $(VENV)/.semantic-hub-test-installed
 PYTEST_ARGS ?=
 
-.PHONY: install model demo test test-unit bench clean-venv
+
+.PHONY: install install-test model demo test test-unit bench clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml | $(PY)
 	$(PIP) install -q $(TORCH_SPEC)
-	$(PIP) install -q -e '.[test]'
+	$(PIP) install -q -e .
 	touch $(STAMP)
 
+# test extras, plus Ray for the local-Ray sweep test (hydra-ray-launcher's cloudpickle<3 pin is
+# for its AWS launcher only, so it goes in without its dependencies)
+$(TEST_STAMP): $(STAMP)
+	$(PIP) install -q -e '.[test]'
+	$(PIP) install -q 'ray>=2.9' && $(PIP) install -q --no-deps 'hydra-ray-launcher>=1.2.2'
+	touch $(TEST_STAMP)
+
 install: $(STAMP)
+
+install-test: $(TEST_STAMP)
 
 model: install
 	$(VENV)/bin/semantic-hub-models fetch $(MODEL)
@@ -30,11 +41,11 @@ model: install
 demo: model
 	$(VENV)/bin/semantic-hub experiment=demo
 
-test: install
+test: $(TEST_STAMP)
 	$(VENV)/bin/semantic-hub-models fetch $(TEST_MODELS)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-test-unit: install
+test-unit: $(TEST_STAMP)
 	$(PY) -m pytest -q -m "not integration" $(PYTEST_ARGS)
 
 # benchmarks: TransformerLens and nnsight (the [bench] extra) install beside the project without
