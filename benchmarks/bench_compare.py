@@ -97,6 +97,42 @@ def reference(x: np.ndarray, y: np.ndarray, k: int = 10) -> dict[str, np.ndarray
     return {m: np.asarray(v) for m, v in out.items()}
 
 
+def matmul_floor(x: torch.Tensor, y: torch.Tensor) -> None:
+    """The products no exact implementation avoids: per layer x x^T and y y^T (mutual k-NN needs
+    every item's neighbours; CKA reuses these Grams) and x y^T (top-1 retrieval), fp32, one
+    layer at a time. Self-Grams are symmetric, so they are charged at half a product each
+    (what an ideal syrk would cost); the cross product in full."""
+    n = x.shape[1]
+    h = n // 2
+    for a, b in zip(x, y):
+        a[:h] @ a.T  # n^2 d / 2 multiply-adds: half of a @ a.T
+        b[:h] @ b.T
+        a @ b.T
+
+
+def model_time(name: str, n: int, L: int, d: int) -> tuple[float | None, str]:
+    """Wall time of capturing the states the comparator reads for n word pairs (2n inputs, all
+    layers, last token) with a store model, once; (None, why) when it cannot run."""
+    if name == "none":
+        return None, "skipped (--model none)"
+    from hub.model import load_model
+    from hub.store import default_store
+
+    if not default_store().is_installed(name):
+        return None, f"skipped: {name} is not in the model store (semantic-hub-models fetch {name})"
+    import pandas as pd
+
+    words = pd.read_csv(Path(__file__).resolve().parents[1] / "modalities" / "data" / "words.csv")
+    langs = [c for c in words.columns if c not in ("concept", "en")]
+    pairs = [(row["en"], row[lang]) for lang in langs for _, row in words.iterrows()][:n]
+    hm = load_model(name)
+    if hm.n_layers + 1 != L or hm.d_model != d:
+        print(f"(note: {name} has {hm.n_layers + 1} layers x d={hm.d_model}; the comparator runs {L} x {d})")
+    t0 = time.perf_counter()
+    hm.capture([a for a, _ in pairs] + [b for _, b in pairs], layers="all", positions="last", batch_size=64)
+    return time.perf_counter() - t0, f"{name}: capture of {2 * len(pairs)} word inputs, all layers, last token"
+
+
 # ----------------------------------------------------------------------------- timing
 def _best(fn, repeats: int, warmup: bool = True) -> tuple[float, float, object]:
     """Best wall time and best process CPU time (all threads) over ``repeats`` runs."""
@@ -119,6 +155,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="best of this many timed runs")
     ap.add_argument("--ref-repeats", type=int, default=1, help="timed runs of the slow reference")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--model", default="gemma3_270m",
+                    help="store model whose capture of the same N pairs is timed (English word vs its "
+                         "translation, all layers, last token); 'none' to skip")
     args = ap.parse_args()
 
     g = torch.Generator().manual_seed(args.seed)
@@ -131,6 +170,8 @@ def main() -> None:
     y = x + 6.0 * torch.randn(L, n, d, generator=g)
 
     t_ours, c_ours, df = _best(lambda: compare(x, y), args.repeats)
+    t_floor, _, _ = _best(lambda: matmul_floor(x, y), args.repeats)
+    t_model, model_note = model_time(args.model, n, L, d)
     t_nobo, c_nobo, _ = _best(lambda: compare(x, y, n_boot=0), args.repeats)
     rss_ours = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t_ref, c_ref, ref = _best(lambda: reference(x.numpy(), y.numpy()), args.ref_repeats, warmup=False)
@@ -146,7 +187,13 @@ def main() -> None:
         ("numpy per-layer reference (no CIs, no reuse)", t_ref, c_ref),
     ):
         print(f"{name:<46}{t:>10.3f}{c:>10.3f}{t_ref / t:>10.2f}")
+    print(f"matmul floor (x x^T, y y^T at half cost, x y^T; fp32): {t_floor:.3f} s; "
+          f"compare() / floor = {t_ours / t_floor:.2f}; floor alone is {t_floor / 2.0:.2f} x the 2 s target")
     print("(wall: best of runs; cpu: process CPU time summed over threads, a load-robust proxy)")
+    if t_model is not None:
+        print(f"model time: {t_model:.3f} s ({model_note}); compare() / model = {t_ours / t_model:.3f}")
+    else:
+        print(f"model time: {model_note}")
     print()
     print(f"{'metric':<16}{'max |ours - ref|':>18}{'mean value':>12}{'baseline':>10}")
     worst = 0.0

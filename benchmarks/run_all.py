@@ -111,6 +111,17 @@ def _parse_compare(text: str) -> list[dict]:
     if rows:
         first = rows[0]
         first.update(target="<= 2 s", ok=first["seconds"] <= 2.0, note=agree)
+        fl = re.search(r"^matmul floor .*?: (\d+\.\d+) s", text, re.M)
+        if fl:
+            floor = float(fl[1])
+            rows.append({"what": "compare(), default CIs, vs its matmul floor", "seconds": first["seconds"],
+                         "ref_seconds": floor, "ratio": first["seconds"] / floor, "vs": "x x', y y' (half), x y'",
+                         "note": f"the floor alone is {floor / 2.0:.2f} x the 2 s target"})
+        md = re.search(r"^model time: (\d+\.\d+) s \(([^)]*)\)", text, re.M)
+        if md:
+            rows.append({"what": "compare(), default CIs, vs the model time", "seconds": first["seconds"],
+                         "ref_seconds": float(md[1]), "ratio": first["seconds"] / float(md[1]),
+                         "vs": "capture of the same pairs", "note": md[2]})
     return rows
 
 
