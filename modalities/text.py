@@ -96,18 +96,19 @@ def load_parallel(path: str | Path, languages: Sequence[str], id_column: str = "
         raise ValueError(f"{path}: duplicate {id_column} {dup[0]!r} at rows {rows} (row 1 = header)")
     drops: Counter = Counter()
     keep = []
+    col = {lang: [str(v).strip() for v in df[lang].tolist()] for lang in languages}  # columns, not row lookups
     for i in range(len(df)):
-        empty = [lang for lang in languages if not str(df.iloc[i][lang]).strip()]
+        empty = [lang for lang in languages if not col[lang][i]]
         if empty:
             drops["empty cell"] += 1
             log.warning("%s: row %d (%s=%r) has an empty cell in column(s) %s: dropped", path, i + 2, id_column,
                         ids[i], empty)
             continue
-        if single_word and any(" " in str(df.iloc[i][lang]).strip() for lang in languages):
+        if single_word and any(" " in col[lang][i] for lang in languages):
             drops["not a single word"] += 1
             continue
         keep.append(i)
-    cells = {lang: [str(df.iloc[i][lang]).strip() for i in keep] for lang in languages}
+    cells = {lang: [col[lang][i] for i in keep] for lang in languages}
     table = ParallelTable(path, [ids[i] for i in keep], cells, drops)
     check_min_pairs(len(table.ids), f"{path} (languages {list(languages)})")
     return table
