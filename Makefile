@@ -13,7 +13,6 @@ STAMP       := $(VENV)/.semantic-hub-installed
 TEST_STAMP  := $(VENV)/.semantic-hub-test-installed
 PYTEST_ARGS ?=
 
-
 .PHONY: install install-test model demo test test-unit bench clean-venv
 
 $(PY):

@@ -4,7 +4,9 @@ Random paired states of the target size (N = 2048 pairs, 19 layers, d = 640), al
 metrics with default CI settings. Prints best-of-3 wall times (after a warm-up) for
 ``compare`` with and without CIs, the time of a plain numpy reference (a loop over layers;
 every metric computes its own Gram matrices, no reuse), their ratio, the max abs difference
-between the two per metric, and peak RSS.
+between the two per metric, and peak RSS. Also, from the same run: the matmul floor of exact
+k-NN and retrieval (see :func:`matmul_floor`) and the model time of capturing N real word
+pairs with a store model, each with compare()'s ratio to it.
 
 Run from the repository root:  .venv/bin/python benchmarks/bench_compare.py [--n 2048 ...]
 """
@@ -120,11 +122,12 @@ def model_time(name: str, n: int, L: int, d: int) -> tuple[float | None, str]:
 
     if not default_store().is_installed(name):
         return None, f"skipped: {name} is not in the model store (semantic-hub-models fetch {name})"
-    import pandas as pd
+    from modalities.text import DATA, load_parallel, read_table
 
-    words = pd.read_csv(Path(__file__).resolve().parents[1] / "modalities" / "data" / "words.csv")
-    langs = [c for c in words.columns if c not in ("concept", "en")]
-    pairs = [(row["en"], row[lang]) for lang in langs for _, row in words.iterrows()][:n]
+    words = DATA / "words.csv"
+    langs = [c for c in read_table(words).columns if c not in ("concept", "en")]
+    table = load_parallel(words, ["en", *langs])  # the adapter's own reader: checks, drops counted
+    pairs = [(en, w) for lang in langs for en, w in zip(table.cells["en"], table.cells[lang])][:n]
     hm = load_model(name)
     if hm.n_layers + 1 != L or hm.d_model != d:
         print(f"(note: {name} has {hm.n_layers + 1} layers x d={hm.d_model}; the comparator runs {L} x {d})")
