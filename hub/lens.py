@@ -20,10 +20,12 @@ from hub.model import HubModel
 class LogitLens:
     """Project ``[..., d]`` states to ``[..., vocab]`` logits; chunked to cap memory."""
 
-    def __init__(self, hm: HubModel, apply_norm: bool = True, max_chunk_bytes: int = 512 * 2**20):
+    def __init__(self, hm: HubModel, apply_norm: bool = True, max_chunk_bytes: int = 512 * 2**20,
+                 vocab_chunk_bytes: int = 8 * 2**20):
         self.hm = hm
         self.apply_norm = apply_norm
         self.max_chunk_bytes = max_chunk_bytes
+        self.vocab_chunk_bytes = vocab_chunk_bytes
         self._energy_m: Tensor | None = None
 
     @property
@@ -54,13 +56,29 @@ class LogitLens:
         return out.reshape(*shape, -1)
 
     def _logits_rows(self, rows: Tensor) -> Tensor:
-        h = self.normed(rows)
-        z = self.hm.unembed(h).float() if not isinstance(self.hm.unembed, torch.nn.Linear) \
-            else torch.nn.functional.linear(h, self.weight, getattr(self.hm.unembed, "bias", None)).float()
+        return next(self._logit_blocks(self.normed(rows), step=self.hm.vocab_size))[1]
+
+    def _vocab_step(self, rows: int) -> int:
+        """Vocabulary columns per streamed logit block: ``rows x step`` fp32 stays near
+        ``vocab_chunk_bytes`` (cache-sized), so the passes after the matmul stay in cache."""
+        return int(min(self.hm.vocab_size, max(128, self.vocab_chunk_bytes // (4 * max(rows, 1)))))
+
+    def _logit_blocks(self, h: Tensor, step: int | None = None):
+        """Yield ``(v0, z)`` with ``z [rows, step]`` fp32 logits of vocabulary ids ``v0..``
+        for normed states ``h [rows, d]``; a non-Linear unembedding yields one full block."""
+        un = self.hm.unembed
+        if not isinstance(un, torch.nn.Linear):
+            yield 0, self._cap(un(h).float())
+            return
+        W, b = self.weight, getattr(un, "bias", None)
+        step = step or self._vocab_step(h.shape[0])
+        for v0 in range(0, W.shape[0], step):
+            z = torch.nn.functional.linear(h, W[v0:v0 + step], None if b is None else b[v0:v0 + step])
+            yield v0, self._cap(z.float())
+
+    def _cap(self, z: Tensor) -> Tensor:
         cap = self.hm.softcap
-        if cap:
-            z = torch.tanh(z / cap) * cap
-        return z
+        return z.div_(cap).tanh_().mul_(cap) if cap else z
 
     @torch.no_grad()
     def reduce(self, states: Tensor, token_sets: Sequence[Sequence[Sequence[int]]] | None = None,
@@ -69,19 +87,22 @@ class LogitLens:
 
         ``states``: ``[n, layer, d]``; ``token_sets``: per item a list of sets, e.g.
         ``[[target_ids, english_ids], ...]``. Returns ``entropy [n, layer]``, ``set_prob
-        [n, layer, sets]``, ``top_ids``/``top_probs`` ``[n, layer, k]``. Chunked; full
-        probability tensors are never kept.
+        [n, layer, sets]``, ``top_ids``/``top_probs`` ``[n, layer, k]``.
+
+        The logits are streamed in vocabulary blocks and reduced online (log-sum-exp and the
+        mean logit under the softmax, merged across blocks), so neither ``[rows, vocab]``
+        logits nor probabilities are ever materialised: the cost is the stacked matmul plus
+        a few passes over cache-resident blocks.
         """
         n, L, d = states.shape
-        flat = states.reshape(n * L, d)
-        step = self._rows_per_chunk()
-        ent = torch.empty(n * L)
+        R = n * L
+        flat = states.reshape(R, d)
         n_sets = len(token_sets[0]) if token_sets else 0
+        V = self.hm.vocab_size
         if n_sets:
             if len(token_sets) != n:
                 raise ValueError(f"token_sets: got {len(token_sets)} items for {n} states")
-            V = self.hm.vocab_size
-            per_item = []  # per item: (token ids, set index) as flat tensors
+            r_all, t_all, s_all = [], [], []  # one entry per (state row, token): row, token, set
             for it, sets in enumerate(token_sets):
                 if len(sets) != n_sets:
                     raise ValueError(f"token_sets[{it}] has {len(sets)} sets, expected {n_sets}")
@@ -89,37 +110,53 @@ class LogitLens:
                 bad = [t for t in toks if not 0 <= t < V]
                 if bad:
                     raise ValueError(f"token_sets[{it}]: ids {bad[:5]} outside the vocabulary 0..{V - 1}")
-                per_item.append((torch.tensor(toks, dtype=torch.long),
-                                 torch.tensor([s for s, ids in enumerate(sets) for _ in ids], dtype=torch.long)))
-
-            def gather_plan(rows: Tensor, L: int):
-                r, t, s = [], [], []
-                for j, row in enumerate(rows.tolist()):
-                    toks, sets_ = per_item[row // L]
-                    r.append(torch.full_like(toks, j))
-                    t.append(toks)
-                    s.append(sets_)
-                return torch.cat(r), torch.cat(t), torch.cat(s)
-        set_prob = torch.zeros(n * L, n_sets)
-        top_ids = torch.zeros(n * L, top_k, dtype=torch.long)
-        top_p = torch.zeros(n * L, top_k)
-        for i in range(0, n * L, step):
-            z = self._logits_rows(flat[i:i + step])  # [rows, V]
-            z.sub_(z.amax(-1, keepdim=True))  # in place: shifted logits z'
-            e = torch.exp(z)
-            S = e.sum(-1, keepdim=True)
-            # entropy = log S - sum(e z') / S, in nats -> bits; no V-wide log-prob tensor is formed
-            ent[i:i + step] = ((S.log().squeeze(-1) - torch.linalg.vecdot(e, z) / S.squeeze(-1)) / math.log(2)).cpu()
-            p = e.div_(S)
-            if top_k:
-                tp, ti = p.topk(top_k, dim=-1)
-                top_ids[i:i + step], top_p[i:i + step] = ti.cpu(), tp.cpu()
+                t = torch.tensor(toks, dtype=torch.long)
+                s = torch.tensor([k for k, ids in enumerate(sets) for _ in ids], dtype=torch.long)
+                rows = torch.arange(it * L, (it + 1) * L).repeat_interleave(len(toks))
+                r_all.append(rows)
+                t_all.append(t.repeat(L))
+                s_all.append(s.repeat(L))
+            r_all, t_all, s_all = torch.cat(r_all), torch.cat(t_all), torch.cat(s_all)
+        ent = torch.empty(R)
+        set_prob = torch.zeros(R, n_sets)
+        top_ids = torch.zeros(R, top_k, dtype=torch.long)
+        top_p = torch.zeros(R, top_k)
+        step = self._rows_per_chunk()
+        for i in range(0, R, step):
+            j = min(i + step, R)
+            h = self.normed(flat[i:j])
+            dev = h.device
             if n_sets:
-                rows = torch.arange(i, min(i + step, n * L))
-                r_idx, t_idx, s_idx = gather_plan(rows, L)
-                acc = torch.zeros(len(rows), n_sets, dtype=p.dtype, device=p.device)
-                acc.index_put_((r_idx, s_idx), p[r_idx, t_idx], accumulate=True)
-                set_prob[i:i + step] = acc.cpu()
+                sel = (r_all >= i) & (r_all < j)
+                pr, pt, ps = (r_all[sel] - i).to(dev), t_all[sel].to(dev), s_all[sel].to(dev)
+                pz = torch.empty(len(pr), device=dev)
+            lse = torch.full((j - i,), -math.inf, device=dev)  # running log-sum-exp of the logits
+            mz = torch.zeros(j - i, device=dev)  # running softmax-weighted mean logit
+            tv = torch.empty(j - i, 0, device=dev)
+            ti = torch.empty(j - i, 0, dtype=torch.long, device=dev)
+            for v0, z in self._logit_blocks(h):  # z: [rows, block]
+                v1 = v0 + z.shape[1]
+                lp = torch.log_softmax(z, dim=-1)  # block-local log-probabilities
+                l_b = z[:, 0] - lp[:, 0]  # block log-sum-exp
+                m_b = torch.linalg.vecdot(lp.exp(), lp) + l_b  # block softmax mean of z
+                new = torch.logaddexp(lse, l_b)
+                mz = mz * torch.exp(lse - new) + m_b * torch.exp(l_b - new)
+                lse = new
+                if n_sets:
+                    inb = (pt >= v0) & (pt < v1)
+                    pz[inb] = z[pr[inb], pt[inb] - v0]
+                if top_k:
+                    bv, bi = z.topk(min(top_k, z.shape[1]), dim=-1)
+                    tv, idx = torch.cat([tv, bv], 1).topk(min(top_k, tv.shape[1] + bv.shape[1]), dim=-1)
+                    ti = torch.cat([ti, bi + v0], 1).gather(1, idx)
+            # entropy = log-sum-exp - E_p[z], in nats -> bits
+            ent[i:j] = ((lse - mz) / math.log(2)).cpu()
+            if n_sets:
+                acc = torch.zeros(j - i, n_sets, device=dev)
+                acc.index_put_((pr, ps), torch.exp(pz - lse[pr]), accumulate=True)
+                set_prob[i:j] = acc.cpu()
+            if top_k:
+                top_ids[i:j], top_p[i:j] = ti.cpu(), torch.exp(tv - lse[:, None]).cpu()
         out = {"entropy": ent.reshape(n, L)}
         if n_sets:
             out["set_prob"] = set_prob.reshape(n, L, n_sets)

@@ -1,4 +1,6 @@
 """Model core: capture parity with HF, padding invariance, early stop, lens parity, bad input."""
+import math
+
 import pytest
 import torch
 
@@ -102,18 +104,37 @@ def test_lens_applies_softcap_and_norm_switch():
     torch.testing.assert_close(raw, manual, atol=1e-5, rtol=1e-5)
 
 
-def test_lens_reduce_matches_full_softmax():
-    hm = tiny_model("qwen2")
+@pytest.mark.parametrize("family", ["qwen2", "gemma3"])  # gemma3: logit softcap
+@pytest.mark.parametrize("vocab_chunk_bytes", [1, 2**30])  # 128-token blocks (4 of them), one block
+def test_lens_reduce_matches_full_softmax(family, vocab_chunk_bytes):
+    hm = tiny_model(family)
     st = hm.capture(TEXTS, layers="all", positions="last")
-    lens = LogitLens(hm, max_chunk_bytes=4 * hm.vocab_size * 3)  # force several chunks
-    sets = [[[5, 6, 7], [10]] for _ in TEXTS]
+    lens = LogitLens(hm, max_chunk_bytes=4 * hm.vocab_size * 3,  # several row chunks
+                     vocab_chunk_bytes=vocab_chunk_bytes)
+    # sets whose tokens fall in different vocabulary blocks, one token repeated across sets
+    sets = [[[5, 6, 7, 300], [10, 130, 399]] for _ in TEXTS]
     red = lens.reduce(st, token_sets=sets, top_k=3)
     p = torch.softmax(lens.logits(st), -1)
-    torch.testing.assert_close(red["set_prob"][..., 0], p[..., [5, 6, 7]].sum(-1), atol=1e-6, rtol=1e-5)
-    torch.testing.assert_close(red["set_prob"][..., 1], p[..., 10], atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(red["set_prob"][..., 0], p[..., [5, 6, 7, 300]].sum(-1), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(red["set_prob"][..., 1], p[..., [10, 130, 399]].sum(-1), atol=1e-6, rtol=1e-5)
     ent = -(p * p.log()).sum(-1) / torch.log(torch.tensor(2.0))
     torch.testing.assert_close(red["entropy"], ent, atol=1e-4, rtol=1e-4)
-    assert torch.equal(red["top_ids"], p.topk(3, -1).indices)
+    top = p.topk(3, -1)
+    assert torch.equal(red["top_ids"], top.indices)
+    torch.testing.assert_close(red["top_probs"], top.values, atol=1e-6, rtol=1e-5)
+
+
+def test_lens_reduce_peaked_distribution_entropy_near_zero():
+    """A state aligned with one unembedding row: entropy ~ 0 bits, no cancellation blow-up."""
+    hm = tiny_model("qwen2")
+    lens = LogitLens(hm, apply_norm=False, vocab_chunk_bytes=1)
+    W = hm.unembed.weight.detach()
+    h = (W[42] * 400.0 / W[42].norm() ** 2).reshape(1, 1, -1)  # logit of token 42 = 400
+    red = lens.reduce(h, token_sets=[[[42]]])
+    p = torch.softmax(lens.logits(h), -1)
+    assert float(red["set_prob"][0, 0, 0]) == pytest.approx(float(p[0, 0, 42]), abs=1e-6)
+    ent = float(-(p * p.clamp_min(1e-45).log()).sum() / math.log(2))
+    assert float(red["entropy"][0, 0]) == pytest.approx(ent, abs=1e-3)
 
 
 def test_token_energy_matches_definition():
