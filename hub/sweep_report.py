@@ -256,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(jobs)} jobs ({len(jobs) - len(bad)} done) -> {index}")
     for j in bad:
         print(f"  {j.status}: {j.rel}" + (f": {j.error}" if j.error else ""))
-    return 0
+    # a failed job makes the command fail (scripts and CI notice); incomplete jobs may still run
+    return 1 if any(j.status == "failed" for j in jobs) else 0
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ cross-run report command, on tiny models and synthetic sweep directories."""
 from __future__ import annotations
 
 import os
+import shutil
 
 import pandas as pd
 import pytest
@@ -100,9 +101,11 @@ def test_job_order_and_status(sweep):
 
 def test_report_command(sweep, tmp_path, capsys):
     out = tmp_path / "elsewhere"
-    assert report_main([str(sweep), "--out", str(out), "--no-figures"]) == 0
+    assert report_main([str(sweep), "--out", str(out), "--no-figures"]) == 1  # job 2 failed
     assert (out / "index.md").is_file() and (out / "sweep_results.csv").is_file()
     assert "4 jobs (2 done)" in capsys.readouterr().out
+    shutil.rmtree(sweep / "2_model=c")  # only done and incomplete jobs left: exit 0
+    assert report_main([str(sweep), "--out", str(out), "--no-figures"]) == 0
     assert report_main([str(tmp_path / "nope")]) == 2
 
 
