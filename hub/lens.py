@@ -170,6 +170,38 @@ class LogitLens:
             out["top_ids"], out["top_probs"] = top_ids.reshape(n, L, top_k), top_p.reshape(n, L, top_k)
         return out
 
+    @torch.no_grad()
+    def target_logprob(self, states: Tensor, targets: Tensor) -> Tensor:
+        """log p(target) of each state's next-token distribution, streamed like :meth:`reduce`.
+
+        ``states [..., d]``, ``targets [...]`` (vocabulary ids) -> ``[...]`` fp32. The same
+        numbers as a log-softmax over full logits (e.g. a perplexity), without the
+        ``[rows, vocab]`` tensor.
+        """
+        if states.shape[:-1] != targets.shape:
+            raise ValueError(f"targets must have shape {tuple(states.shape[:-1])} (states without d); "
+                             f"got {tuple(targets.shape)}")
+        V = self.hm.vocab_size
+        flat, tgt = states.reshape(-1, states.shape[-1]), targets.reshape(-1).long()
+        if len(tgt) and not (0 <= int(tgt.min()) and int(tgt.max()) < V):
+            raise ValueError(f"targets: ids outside the vocabulary 0..{V - 1}")
+        out = torch.empty(len(tgt))
+        step = self._rows_per_chunk()
+        for i in range(0, len(tgt), step):
+            h = self.normed(flat[i:i + step])
+            t = tgt[i:i + step].to(h.device)
+            zt = torch.empty(len(t), device=h.device)
+            lse = torch.full((len(t),), -math.inf, device=h.device)
+            rows = torch.arange(len(t), device=h.device)
+            for v0, z in self._logit_blocks(h):
+                inb = (t >= v0) & (t < v0 + z.shape[1])
+                zt[inb] = z[rows[inb], t[inb] - v0]
+                m = z.amax(-1, keepdim=True)
+                e = torch.exp(z.sub_(m).clamp_(min=-80.0))  # see reduce(): no slow underflow path
+                lse = torch.logaddexp(lse, m.squeeze(-1) + e.sum(-1).log())
+            out[i:i + step] = (zt - lse).cpu()
+        return out.reshape(targets.shape)
+
     # ----------------------------------------------------------- token energy
     def _gain(self) -> Tensor:
         """Effective elementwise gain g of the final norm (handles Gemma's 1 + w)."""

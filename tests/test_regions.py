@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from hub import regions as R
+from hub.lens import LogitLens
 from hub.perplexity import batch_nll, perplexity, token_windows, window_nll
 from hub.testing import tiny_model
 
@@ -68,6 +69,24 @@ def test_perplexity_matches_hf_loss_and_ignores_batch_size(hm):
     p = perplexity(hm, TEXTS["fr"], window=WINDOW, max_tokens=None)
     assert p.value == pytest.approx(math.exp(a.mean().item()), rel=1e-5)
     assert p.ci_low < p.value < p.ci_high and p.n_windows == len(ws)
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3", "gpt2", "qwen2"])  # gemma3: logit softcap
+def test_streamed_nll_equals_the_models_own_logits(family):
+    """The fast path (stop after the last block, lens in vocabulary blocks) vs HF's logits,
+    also with a shorter, left-padded window in the batch."""
+    m = tiny_model(family)
+    ws = token_windows(m, TEXTS["de"], 12)
+    ws = ws[:3] + [ws[3][:5]]  # one short window: padded in the batch
+    fast = window_nll(m, ws, batch_size=4)
+    full = window_nll(m, ws, batch_size=4, streamed=False)
+    torch.testing.assert_close(fast, full, atol=2e-5, rtol=1e-5)
+    lens = LogitLens(m, vocab_chunk_bytes=1)  # several vocabulary blocks
+    st = m.capture([ws[0]], layers=[m.n_layers], positions="all")[0][0]  # [seq, d]
+    lp = torch.log_softmax(lens.logits(st[:-1]), -1).gather(1, torch.tensor(ws[0][1:])[:, None])[:, 0]
+    torch.testing.assert_close(lens.target_logprob(st[:-1], torch.tensor(ws[0][1:])), lp, atol=2e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="targets must have shape"):
+        lens.target_logprob(st[:-1], torch.tensor(ws[0]))
 
 
 # ----------------------------------------------------------------------------- importance
