@@ -4,7 +4,8 @@
 
 Measures, in one process: loading the model; |θ ⊙ grad| accumulation over ``tokens`` scoring
 tokens per language (windows of 128, batches of 4, block matrices only); held-out perplexity
-(forward only) on the same budget; and building the regions. Peak memory is the process's
+(forward only) on the same budget, streamed through the lens (the default) and from the
+model's own full logits; and building the regions. Peak memory is the process's
 ``ru_maxrss`` after each step (it only grows), so the increments say what each step added.
 The last column divides by the forward-only time: how many perplexity forwards one scored
 token costs. Numbers on a shared machine vary with its load: the load average is printed.
@@ -52,6 +53,9 @@ def main(argv: list[str]) -> None:
     t = time.time()
     perplexities(hm, texts, window=128, max_tokens=tokens, batch_size=4)
     rows.append(("perplexity (fwd)", time.time() - t, n, rss_gb()))
+    t = time.time()
+    perplexities(hm, texts, window=128, max_tokens=tokens, batch_size=4, streamed=False)
+    rows.append(("perplexity, HF logits", time.time() - t, n, rss_gb()))
     t = time.time()
     rs = build_regions(imp, k=0.01)
     rows.append((f"build {len(rs.masks)} regions", time.time() - t, None, rss_gb()))

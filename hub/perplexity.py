@@ -141,15 +141,15 @@ def _exp(v: float) -> float:
 
 
 def perplexity(hm: HubModel, text: str, window: int = 128, max_tokens: int | None = 1024,
-               batch_size: int = 4, name: str = "text") -> Perplexity:
+               batch_size: int = 4, name: str = "text", streamed: bool = True) -> Perplexity:
     """Perplexity of ``hm`` on ``text`` (first ``max_tokens`` tokens, whole windows)."""
     wins = token_windows(hm, text, window, max_tokens, name=name)
-    nll = window_nll(hm, wins, batch_size)
+    nll = window_nll(hm, wins, batch_size, streamed=streamed)
     return summarize(nll, sum(len(w) - 1 for w in wins))
 
 
 def perplexities(hm: HubModel, texts: Mapping[str, str], window: int = 128, max_tokens: int | None = 1024,
-                 batch_size: int = 4) -> dict[str, Perplexity]:
+                 batch_size: int = 4, streamed: bool = True) -> dict[str, Perplexity]:
     """Perplexity per language of ``texts`` (lang -> held-out text)."""
-    return {lang: perplexity(hm, t, window, max_tokens, batch_size, name=f"language {lang!r}")
+    return {lang: perplexity(hm, t, window, max_tokens, batch_size, name=f"language {lang!r}", streamed=streamed)
             for lang, t in texts.items()}
