@@ -20,21 +20,38 @@ def _ranges(layers: list[int]) -> str:
 
 def similarity_reading(df: pd.DataFrame) -> str:
     """Per unit and metric: mean over pairs at layer 0, the peak and the last layer, and how
-    many pairs beat their baseline (interval above it) at the peak layer."""
+    many pairs beat their baseline (interval above it) at the peak layer.
+
+    A layer where some pair has at most half as many different states as items (column
+    ``n_distinct``: the read token is shared, e.g. every sentence's final "." at layer 0) is
+    left out of the peak and named in a note: its scores group items by that token."""
     lines = []
     group = "lang" if "lang" in df.columns and df["lang"].notna().all() else "pair"
     units = df["task"].dropna().unique() if "task" in df.columns else [None]
+    notes = []
     for unit in units:
         sub = df if unit is None else df[df["task"] == unit]
+        few: list[int] = []
+        if "n_distinct" in sub.columns and sub["n_distinct"].notna().any():
+            ratio = (sub["n_distinct"] / sub["n"]).groupby(sub["layer"]).min()
+            few = sorted(int(k) for k in ratio.index[ratio <= 0.5])
+            if few:
+                worst = sub[sub["layer"].isin(few)]
+                notes.append(f"{unit or 'all'}: at layer(s) {_ranges(few)} some pairs hold as few as "
+                             f"{int(worst['n_distinct'].min())} different states for {int(worst['n'].max())} items "
+                             "(the read token is shared), so their scores group items by that token; those layers "
+                             "are left out of the peak.")
         rows = []
         for metric, m in sub.groupby("metric", sort=False):
             curve = m.groupby("layer")["value"].mean()
             base = m.groupby("layer")["baseline"].mean() if "baseline" in m else None
-            peak = int(curve.idxmax())
+            eligible = curve.drop(index=[k for k in few if k in curve.index])
+            peak = int((eligible if len(eligible) else curve).idxmax())
             first, last = int(curve.index.min()), int(curve.index.max())
             at_peak = m[m["layer"] == peak]
             above = int((at_peak["ci_low"] > at_peak["baseline"]).sum()) if "baseline" in at_peak else 0
-            rows.append(f"| {metric} | {curve[first]:.3f} | {curve[peak]:.3f} (layer {peak}) | {curve[last]:.3f} | "
+            mark = "*" if first in few else ""
+            rows.append(f"| {metric} | {curve[first]:.3f}{mark} | {curve[peak]:.3f} (layer {peak}) | {curve[last]:.3f} | "
                         f"{(base[peak] if base is not None else float('nan')):.3f} | {above}/{at_peak[group].nunique()} |")
         head = (f"**{unit}**\n\n" if unit is not None else "") + \
             "| metric | layer 0 | peak (layer) | last layer | baseline at peak | pairs above baseline at peak |\n" \
@@ -42,6 +59,8 @@ def similarity_reading(df: pd.DataFrame) -> str:
         lines.append(head + "\n" + "\n".join(rows))
     lines.append("Values are means over the paired sets (a line each in the figures); 'above baseline' counts "
                  "pairs whose interval lies above their baseline at the peak layer.")
+    if notes:
+        lines.append("Few distinct states (* in the table): " + " ".join(notes))
     return "\n\n".join(lines)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import pandas as pd
+import torch
 from torch import Tensor
 
 from hub.compare import compare
@@ -58,10 +59,20 @@ def compare_paired(hm: HubModel, pset: PairedSet, metric: Mapping, layers: Seque
                  csls=bool(metric["csls"]), csls_k=int(metric["csls_k"]), n_boot=int(metric["n_boot"]),
                  ci=float(metric["ci"]), seed=seed, clamp=metric.get("clamp"), layers=[layer_list[j] for j in keep])
     df.attrs["constant_layers"] = [layer_list[j] for j in range(len(layer_list)) if j not in keep]
+    # how many different states each layer holds (the fewer side): few means the read token is
+    # the same for many items (e.g. a final "." at layer 0), and the scores there say which items
+    # share it, not what they mean; the report leaves such layers out of its peaks
+    distinct = {layer_list[j]: min(n_distinct(x[:, j]), n_distinct(y[:, j])) for j in keep}
+    df["n_distinct"] = df["layer"].map(distinct)
     for key, value in pset.ids.items():
         df[key] = value
     df["pair"] = pset.name
     return df
+
+
+def n_distinct(states: Tensor) -> int:
+    """Number of different rows of ``[n, d]`` states (exact equality)."""
+    return int(torch.unique(states, dim=0).shape[0])
 
 
 def varies(states: Tensor, rel: float = 1e-5) -> bool:

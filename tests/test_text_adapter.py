@@ -157,3 +157,34 @@ def test_mean_ci():
     import numpy as np
     m, lo, hi = mean_ci(np.array([[1.0], [3.0]]))
     assert m[0] == 2.0 and lo[0] < 2.0 < hi[0]
+
+
+# ------------------------------------------------------------ few distinct states at a layer
+def test_shared_final_token_is_flagged_and_left_out_of_the_peak():
+    """Sentences that all end in the same token hold one state per side at layer 0: the
+    results say so (n_distinct) and the report's peak skips that layer."""
+    import pandas as pd
+
+    from hub.describe import similarity_reading
+    from hub.pairs import compare_paired
+
+    hm = tiny_model("llama")
+    words = ["cat", "dog", "sun", "tree", "house", "water", "bread", "stone"]
+    ends = [".", "?"] * 4  # two final tokens: layer 0 holds two states per side
+    a = Side([f"the {w} {e}" for w, e in zip(words, ends)])
+    b = Side([f"le {w} {e}" for w, e in zip(words, ends)])
+    metric = {"names": ["cos_centered", "retrieval_top1"], "k": 3, "csls": False, "csls_k": 3,
+              "n_boot": 10, "ci": 0.95, "clamp": None}
+    df = compare_paired(hm, PairedSet("toy", a, b, ids={"lang": "fr", "task": "sentences"}), metric,
+                        layers=[0, hm.n_layers], batch_size=4)
+    per_layer = df.groupby("layer")["n_distinct"].first()
+    assert per_layer[0] == 2 and per_layer[hm.n_layers] == len(words)
+    # a synthetic table: layer 0 holds 3 distinct states for 100 items and scores 1.0
+    rows = [{"metric": "cka", "layer": k, "value": v, "baseline": 0.0, "ci_low": v - 0.1, "ci_high": v + 0.1,
+             "n": 100, "n_distinct": d, "lang": "de", "task": "sentences"}
+            for k, v, d in [(0, 1.0, 3), (5, 0.6, 100), (10, 0.4, 100)]]
+    text = similarity_reading(pd.DataFrame(rows))
+    assert "| cka | 1.000* | 0.600 (layer 5) |" in text
+    assert "layer(s) 0 some pairs hold as few as 3 different states for 100 items" in text
+    # without the column (older results) the reading is unchanged
+    assert "0.600 (layer 5)" not in similarity_reading(pd.DataFrame(rows).drop(columns="n_distinct"))
