@@ -1,7 +1,9 @@
 """The logit lens: read residual states through final norm + unembedding.
 
 All layers of all items go through one stacked matmul ``[items*layers, d] @ W_U^T`` (in row
-chunks that bound memory), never one matmul per layer. The final norm is an explicit switch,
+chunks that bound memory), never one matmul per layer. The reductions (:meth:`LogitLens.reduce`,
+:meth:`LogitLens.target_logprob`) stream that matmul in cache-sized vocabulary blocks and merge
+per-block log-sum-exps, so no ``[rows, vocab]`` tensor is formed. The final norm is an explicit switch,
 on by default (as tuned-lens and Wendler et al.); the semantic-hub paper's code leaves it off
 for intermediate layers. Our captured states are raw block outputs, so the norm is applied
 exactly once; do not feed HF's last ``hidden_states`` entry (already normed) with norm on.
