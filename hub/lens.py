@@ -78,6 +78,16 @@ class LogitLens:
             z = torch.nn.functional.linear(h, W[v0:v0 + step], None if b is None else b[v0:v0 + step])
             yield v0, self._cap(z.float())
 
+    @staticmethod
+    def _shifted_exp(z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """For a logit block ``z [rows, block]``: its row max ``m``, ``e = exp(z - m)`` and the
+        row sums ``S`` of ``e``; ``z`` becomes ``z - m`` in place, floored at -80 (exp(-80) ~
+        2e-35, so nothing is lost, and exp of arguments below ~-87 takes a slow underflow path,
+        5x slower on our CPUs)."""
+        m = z.amax(-1, keepdim=True)
+        e = torch.exp(z.sub_(m).clamp_(min=-80.0))
+        return m.squeeze(-1), e, e.sum(-1)
+
     def _cap(self, z: Tensor) -> Tensor:
         cap = self.hm.softcap
         return z.div_(cap).tanh_().mul_(cap) if cap else z
@@ -145,13 +155,7 @@ class LogitLens:
                     bv, bi = z.topk(min(top_k, z.shape[1]), dim=-1)
                     tv, idx = torch.cat([tv, bv], 1).topk(min(top_k, tv.shape[1] + bv.shape[1]), dim=-1)
                     ti = torch.cat([ti, bi + v0], 1).gather(1, idx)
-                m = z.amax(-1, keepdim=True)
-                # in place: z - block max, floored at -80 (exp(-80) ~ 2e-35: nothing is lost, and
-                # exp of arguments below ~-87 takes a slow underflow path, 5x slower here)
-                z.sub_(m).clamp_(min=-80.0)
-                e = torch.exp(z)
-                S = e.sum(-1)
-                m = m.squeeze(-1)
+                m, e, S = self._shifted_exp(z)  # z is now z - m
                 l_b = m + S.log()  # block log-sum-exp
                 m_b = m + torch.linalg.vecdot(e, z) / S  # block softmax mean of z
                 new = torch.logaddexp(lse, l_b)
@@ -198,9 +202,8 @@ class LogitLens:
             for v0, z in self._logit_blocks(h):
                 inb = (t >= v0) & (t < v0 + z.shape[1])
                 zt[inb] = z[rows[inb], t[inb] - v0]
-                m = z.amax(-1, keepdim=True)
-                e = torch.exp(z.sub_(m).clamp_(min=-80.0))  # see reduce(): no slow underflow path
-                lse = torch.logaddexp(lse, m.squeeze(-1) + e.sum(-1).log())
+                m, _, S = self._shifted_exp(z)
+                lse = torch.logaddexp(lse, m + S.log())
             out[i:i + step] = (zt - lse).cpu()
         return out.reshape(targets.shape)
 
