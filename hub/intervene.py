@@ -96,19 +96,40 @@ class _State:
     call: _Call = field(default_factory=_Call)
 
 
+def _cache_length(kwargs: dict) -> int | None:
+    """Tokens already in the KV cache this call was given, or None when no cache was passed.
+
+    The cache is found by what it is (an object with ``get_seq_length``), not by its keyword:
+    transformers renamed ``past_key_values`` to ``cache`` in ``forward`` (5.24), and the name
+    may move again.
+    """
+    for key in ("past_key_values", "cache"):
+        cache = kwargs.get(key)
+        if cache is not None and hasattr(cache, "get_seq_length"):
+            return int(cache.get_seq_length())
+    for value in kwargs.values():
+        if hasattr(value, "get_seq_length") and not isinstance(value, Tensor):
+            return int(value.get_seq_length())
+    pos = kwargs.get("cache_position")
+    if isinstance(pos, Tensor) and pos.numel():
+        return int(pos.flatten()[0])
+    return None
+
+
 def _read_call(state: _State, kwargs: dict) -> None:
-    """Top-level pre-hook body: record padding and cache offset of this forward call."""
+    """Top-level pre-hook body: record padding and cache offset of this forward call.
+
+    How many tokens precede this call comes from the KV cache passed in (any version's
+    keyword), else from the attention mask being longer than the input. generate() omits the
+    mask when nothing is padded, so the mask alone cannot tell a decoding step from a prompt.
+    """
     ids = kwargs.get("input_ids")
     emb = kwargs.get("inputs_embeds")
     T = ids.shape[1] if ids is not None else (emb.shape[1] if emb is not None else None)
     mask = kwargs.get("attention_mask")
-    past = 0
-    if isinstance(mask, Tensor) and mask.ndim == 2 and T is not None:
-        past = mask.shape[1] - T
-    else:
-        cache = kwargs.get("past_key_values")
-        if cache is not None and hasattr(cache, "get_seq_length"):
-            past = int(cache.get_seq_length())
+    past = _cache_length(kwargs)
+    if past is None:
+        past = mask.shape[1] - T if isinstance(mask, Tensor) and mask.ndim == 2 and T is not None else 0
     pads = None
     if isinstance(mask, Tensor) and mask.ndim == 2:
         # left padding: pads = index of the first real token

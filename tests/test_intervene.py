@@ -139,6 +139,30 @@ def test_prompt_only_versus_all_steps(hm):
     assert every != once
 
 
+@pytest.mark.parametrize("prompts", [["Le chat"], [[1, 303, 361, 263], [1, 38, 264, 365]], PROMPTS[:2]],
+                         ids=["single", "equal-lengths", "padded"])
+@pytest.mark.parametrize("positions", ["last", "all"])
+def test_prompt_only_edits_the_prompt_pass_alone(hm, prompts, positions):
+    """``prompt_only`` must leave decoding steps alone, whether or not generate() passes a mask.
+
+    Unpadded batches (one prompt, or prompts of equal length) get no attention mask from
+    generate(), so a decoding step is told from the prompt by the KV cache alone. With the
+    last block's output replaced by a vector predicting t, the first token is t under both modes;
+    after it, prompt_only continues as plain greedy decoding of prompt + t would for ``last``.
+    """
+    ids = hm.tokenize(prompts)
+    t = 77
+    iv = Intervention(unembedding_direction(hm, t) * 50.0, hm.n_layers, positions, 1.0, "replace")
+    every = generate_with(hm, prompts, iv, max_new_tokens=5, when="all_steps", return_ids=True)
+    once = generate_with(hm, prompts, iv, max_new_tokens=5, when="prompt_only", return_ids=True)
+    assert all(row == [t] * 5 for row in every)
+    for x, row in zip(ids, once):
+        assert row[0] == t
+        if positions == "last":  # "all" also edits earlier prompt positions, so only the first token is fixed
+            assert row[1:] == generate_with(hm, [x + [t]], None, max_new_tokens=4, return_ids=True)[0]
+    assert every != once
+
+
 def test_vector_builders(hm):
     pos, neg = ["The cat", "Le chat"], ["5+3=8", "one two"]
     v = mean_difference(hm, pos, neg, layer=2)
