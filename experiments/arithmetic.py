@@ -23,7 +23,7 @@ from hub.compare import compare
 from hub.context import RunContext
 from hub.pairs import capture_side
 from hub.plots import layer_curves
-from hub.readout import lens_readout, top_tokens
+from hub.lens.readout import lens_readout, top_tokens
 
 
 def run(ctx: RunContext) -> pd.DataFrame:

@@ -17,7 +17,7 @@ from hydra.utils import instantiate
 from hub.context import RunContext
 from hub.describe import latent_reading
 from hub.plots import layer_curves
-from hub.readout import lens_readout
+from hub.lens.readout import lens_readout
 
 
 def run(ctx: RunContext) -> pd.DataFrame:

@@ -21,8 +21,8 @@ import torch
 from hub.context import RunContext
 from hub.lens import LogitLens
 from hub.plots import layer_curves
-from hub.readout import mean_ci
-from hub.tokensets import token_set
+from hub.lens.readout import mean_ci
+from hub.lens.tokensets import token_set
 from modalities.dictionary import glossed_words, load_cedict, load_freedict, load_tsv
 from modalities.text import _drop_reason
 

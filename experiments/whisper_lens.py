@@ -26,8 +26,8 @@ from hub.context import RunContext
 from hub.describe import latent_reading
 from hub.lens import LogitLens
 from hub.plots import layer_curves
-from hub.readout import mean_ci
-from hub.tokensets import token_set
+from hub.lens.readout import mean_ci
+from hub.lens.tokensets import token_set
 from hub.whisper import WhisperHub
 from modalities.audio import find_words, lexicon
 

@@ -27,7 +27,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hub.tokensets import token_set
+from hub.lens.tokensets import token_set
 from modalities.base import Adapter, PairedSet, Side, check_min_pairs, register_adapter
 from modalities.numbers import LANGUAGES, MAX_NUMBER, spell_expression, number_word
 
@@ -138,7 +138,7 @@ def first_tokens(tokenizer, word: str) -> frozenset[int]:
 
     The unspaced form's first token is kept only when it is the whole word: tokenizers split
     an unspaced ``drei`` into ``d`` + ``rei``, and a bare ``d`` says nothing about the word.
-    Always a subset of :func:`hub.tokensets.token_set` (which adds every prefix token).
+    Always a subset of :func:`hub.lens.tokensets.token_set` (which adds every prefix token).
     """
     word = word.strip()
     if not word:

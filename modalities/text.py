@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from hub.tokensets import token_set
+from hub.lens.tokensets import token_set
 from modalities.base import Adapter, PairedSet, Side, check_min_pairs, register_adapter
 
 log = logging.getLogger(__name__)

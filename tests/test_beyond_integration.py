@@ -12,7 +12,7 @@ import torch
 from experiments.semantics import hard_baseline_rows
 from hub.compare import compare
 from hub.pairs import capture_side
-from hub.readout import lens_readout
+from hub.lens.readout import lens_readout
 from modalities.arithmetic import ArithmeticAdapter
 from modalities.code import CodeAdapter
 from modalities.semantics import VARIANTS, SemanticsAdapter

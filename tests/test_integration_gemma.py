@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from hub.lens import LogitLens
-from hub.readout import lens_readout
-from hub.tokensets import scheme_of, token_set
+from hub.lens.readout import lens_readout
+from hub.lens.tokensets import scheme_of, token_set
 from modalities.text import TextAdapter
 
 pytestmark = pytest.mark.integration

@@ -1,9 +1,9 @@
 """Text adapter: table validation, prompts, token sets and drops; latent readout on tiny models."""
 import pytest
 
-from hub.readout import lens_readout, mean_ci
+from hub.lens.readout import lens_readout, mean_ci
 from hub.testing import tiny_model, tiny_tokenizer
-from hub.tokensets import Scheme, bytes_to_unicode, scheme_of, token_set
+from hub.lens.tokensets import Scheme, bytes_to_unicode, scheme_of, token_set
 from modalities.base import ADAPTERS, PairedSet, Side, build
 from modalities.text import TextAdapter, load_parallel
 
