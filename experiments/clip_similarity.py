@@ -17,7 +17,7 @@ from __future__ import annotations
 import pandas as pd
 from hydra.utils import instantiate
 
-from experiments.whisper_common import compare_states
+from modalities.speech import compare_states
 from hub.clip import get_clip
 from hub.context import RunContext
 from hub.describe import similarity_reading

@@ -16,7 +16,7 @@ import pandas as pd
 from hydra.utils import instantiate
 
 from experiments.similarity import report_similarity
-from experiments.whisper_common import compare_states
+from modalities.speech import compare_states
 from hub.context import RunContext
 from hub.pairs import capture_side
 from hub.vlm import get_multimodal

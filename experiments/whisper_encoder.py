@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from experiments import whisper_common as wc
+from modalities import speech as wc
 from hub.context import RunContext
 from hub.describe import similarity_reading
 from hub.plots import layer_curves

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from experiments import whisper_common as wc
+from modalities import speech as wc
 from hub.context import RunContext
 from hub.describe import latent_reading
 from hub.lens import LogitLens
