@@ -26,9 +26,9 @@ from hydra.utils import instantiate
 
 from hub.context import RunContext
 from hub.lens import LogitLens
-from hub.plots import layer_curves
-from hub.lens.readout import mean_ci
 from hub.lens.tokensets import token_set
+from hub.plots import layer_curves
+from hub.stats import mean_ci
 from hub.vlm import MultimodalHubModel, get_multimodal
 from modalities.synthetic_images import ImageItem
 

@@ -15,10 +15,8 @@ from __future__ import annotations
 import pandas as pd
 from hydra.utils import instantiate
 
-from experiments.similarity import report_similarity
-from modalities.speech import compare_states
 from hub.context import RunContext
-from hub.pairs import capture_side
+from hub.steps.similarity import paired_similarity
 from hub.vlm import get_multimodal
 
 
@@ -26,16 +24,4 @@ def run(ctx: RunContext) -> pd.DataFrame:
     cfg = ctx.cfg
     hm = get_multimodal(cfg.model, cfg.get("device", "cpu"))
     adapter = instantiate(cfg.modality)
-    layers = hm.check_layers(cfg.experiment.layers)
-    captured: dict[int, object] = {}  # id(side) -> [n, layer, d]; the adapter reuses the image side
-    frames = []
-    for pset in adapter.pairs(hm):
-        a, b = (captured.setdefault(id(side), capture_side(hm, side, layers, cfg.batch_size))
-                for side in (pset.a, pset.b))
-        df = compare_states(a, b, cfg.metric, layers, seed=cfg.seed)
-        frames.append(df.assign(pair=pset.name, **pset.ids))
-    if not frames:
-        raise ValueError(f"{adapter.describe()} yielded no image-caption pairs; check the modality config")
-    df = ctx.add(pd.concat(frames, ignore_index=True), modality=adapter.modality)
-    report_similarity(ctx, df, adapter, heading=f"{adapter.modality.capitalize()} vs text, per layer")
-    return df
+    return paired_similarity(ctx, adapter, model=hm, heading=f"{adapter.modality.capitalize()} vs text, per layer")

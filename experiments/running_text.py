@@ -20,11 +20,10 @@ import torch
 
 from hub.context import RunContext
 from hub.lens import LogitLens
+from hub.lens.tokensets import lens_drop_reason, token_set
 from hub.plots import layer_curves
-from hub.lens.readout import mean_ci
-from hub.lens.tokensets import token_set
+from hub.stats import mean_ci
 from modalities.dictionary import glossed_words, load_cedict, load_freedict, load_tsv
-from modalities.text import _drop_reason
 
 UNSPACED = {"zh", "ja", "th"}
 
@@ -104,7 +103,7 @@ def run(ctx: RunContext) -> pd.DataFrame:
         for p, (text, words) in enumerate(paras):
             for pos, surface, english in word_positions(hm.tokenizer, text, words, drops):
                 ts, es = token_set(hm.tokenizer, surface), token_set(hm.tokenizer, english)
-                reason = _drop_reason(surface, english, ts, es)
+                reason = lens_drop_reason(surface, english, ts, es)
                 if reason:
                     drops[reason] += 1
                     continue

@@ -24,11 +24,12 @@ import random
 import re
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from hub.lens.tokensets import token_set
-from modalities.base import Adapter, PairedSet, Side, check_min_pairs, register_adapter
+from hub.contract import LensPrompts, PairedSet, Side
+from modalities.base import Adapter, check_min_pairs, register_adapter
 from modalities.numbers import LANGUAGES, MAX_NUMBER, spell_expression, number_word
 
 log = logging.getLogger(__name__)
@@ -176,18 +177,6 @@ def exclusive_sets(tokenizer, words: Mapping[str, str], kind: str = "first"
     return out, None
 
 
-@dataclass
-class LensItems:
-    """Prompts, and per prompt one token set per name in ``set_names``."""
-
-    prompts: list[str]
-    token_sets: list[list[frozenset[int]]]
-    set_names: list[str]
-    items: list[str]
-    drops: Counter = field(default_factory=Counter)
-    groups: list[str] | None = None  # optional per-prompt group (e.g. the operator), for breakdowns
-
-
 # ------------------------------------------------------------------------ adapter
 @register_adapter("arithmetic")
 class ArithmeticAdapter(Adapter):
@@ -226,7 +215,7 @@ class ArithmeticAdapter(Adapter):
         return generate_expressions(self.n_items, self.ops, self.max_operand, self.seed)
 
     # ------------------------------------------------------------ similarity
-    def pairs(self, tokenizer=None) -> Iterator[PairedSet]:
+    def pairs(self, model=None) -> Iterator[PairedSet]:
         """Per language: the expression (symbols) against its words."""
         exprs = self.expressions()
         sym = [self.template.format(x=e.symbols(self.expression_format)) for e in exprs]
@@ -258,7 +247,7 @@ class ArithmeticAdapter(Adapter):
                         pool.append(e)
         return sorted(set(pool), key=lambda e: (e.op, e.a, e.b))
 
-    def lens_task(self, tokenizer) -> LensItems:
+    def lens_task(self, tokenizer) -> LensPrompts:
         """Prompts ``c=a op`` (answer b) after ``n_shots`` solved examples; token sets of b as a
         digit string and as a number word in each of ``lens_languages``."""
         rng = random.Random(self.seed)
@@ -281,4 +270,4 @@ class ArithmeticAdapter(Adapter):
             ops.append(e.op)
         self.drops.update({f"lens: {k}": v for k, v in drops.items()})
         check_min_pairs(len(prompts), f"arithmetic lens prompts after dropping {dict(drops)}")
-        return LensItems(prompts, sets, names, ids, drops, groups=ops)
+        return LensPrompts(prompts, sets, names, ids, drops, groups=ops, ids={"task": "lens c=a op"})

@@ -39,7 +39,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from modalities.base import Adapter, PairedSet, Side, check_min_pairs, register_adapter
+from hub.contract import PairedSet, Side
+from modalities.base import Adapter, check_min_pairs, register_adapter
 
 SAMPLE_RATE = 16_000
 SPEECH_DIR = Path(__file__).parent / "data" / "speech"
@@ -281,7 +282,6 @@ class AudioAdapter(Adapter):
     """
 
     modality = "audio"
-    needs_model = True  # pairs() takes the MultimodalHubModel (its processor encodes the clips)
 
     def __init__(self, folder: str | Path = SPEECH_DIR, transcripts: str | Path | None = None,
                  languages: Sequence[str] = ("en", "de", "fr", "es", "it"), kind: str | None = "sentence",

@@ -24,7 +24,8 @@ from itertools import permutations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from modalities.base import Adapter, PairedSet, Side, register_adapter
+from hub.contract import PairedSet, Side
+from modalities.base import Adapter, register_adapter
 
 NAMES = ("Emma", "Liam", "Olivia", "Noah", "Ava", "Lucas", "Mia", "Leo", "Sofia", "Oscar", "Chloe", "Henry", "Zoe",
          "Jack", "Lily", "Max", "Nora", "Hugo", "Ella", "Finn")
@@ -242,7 +243,7 @@ class SemanticsAdapter(Adapter):
             out.append(render(terms, self.lf_style))
         return out
 
-    def pairs(self, tokenizer=None) -> Iterator[PairedSet]:
+    def pairs(self, model=None) -> Iterator[PairedSet]:
         """One set per variant: the sentences against their (altered) logical forms."""
         exs = self.examples()
         sentences = [ex.sentence for ex in exs]

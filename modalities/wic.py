@@ -1,4 +1,4 @@
-"""Word-in-Context data and the layer-wise lexical-semantics probe (Liu et al. 2024).
+"""Word-in-Context data and its model inputs per probe mode (Liu et al. 2024).
 
 Data. The standard WiC format (Pilehvar & Camacho-Collados 2019): ``*.data.txt`` with
 tab-separated ``target, POS, i-j, sentence 1, sentence 2`` (i, j = word indices of the
@@ -16,13 +16,13 @@ line. An index outside its sentence, or a target word that cannot be found in a 
 the target (``went`` for ``go``) is counted as a note and kept, or dropped with
 ``check_target="drop"``.
 
-Probe. For each input mode the target word is read as the mean over its sub-tokens:
+Inputs. For each input mode the target word is read as the mean over its sub-tokens:
 ``base`` (the sentence), ``repeat`` (the sentence twice, the word read in the second copy),
 ``repeat_prev`` (the same input, read one token earlier: the positions that *predict* the
 word's tokens), ``prompt`` (``In this sentence "s", "w" means in one word: "``, the last
-token). Per layer the two sentences' vectors are compared by cosine after an anisotropy
-correction (mean-centering or standardisation) fitted on the training split only, so a
-score never depends on which other items are scored with it.
+token). :func:`mode_sides` gives the two sentences of each item as paired sides; the probe
+(hub.probe) compares them per layer by cosine after an anisotropy correction fitted on the
+training split. The shipped sets are built by modalities.wic_build.
 """
 from __future__ import annotations
 
@@ -34,18 +34,14 @@ import string
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from itertools import combinations, product
 from pathlib import Path
 
-import numpy as np
-import torch
-from torch import Tensor
+from hub.contract import Side
 
 log = logging.getLogger(__name__)
 DATA = Path(__file__).parent / "data" / "wic"
 MODES: tuple[str, ...] = ("base", "repeat", "repeat_prev", "prompt")
 PROMPT = 'In this sentence "{sentence}", "{word}" means in one word: "'
-NORMALIZE = ("none", "center", "standardize")
 _PUNCT = string.punctuation + "“”‘’«»„…—–"
 
 
@@ -297,160 +293,15 @@ def mode_input(tokenizer, sentence: str, span: tuple[int, int], mode: str, templ
     return ModeInput(text, (t0, t1) if mode == "repeat" else (t0 - 1, t1 - 1))
 
 
-# ------------------------------------------------------------------------ probe
-@dataclass
-class Normalizer:
-    """Anisotropy correction per layer, fitted on one set of states and applied to any other."""
-
-    kind: str = "center"
-    mean: Tensor | None = None  # [layer, d]
-    std: Tensor | None = None  # [layer, d]
-
-    def __post_init__(self) -> None:
-        if self.kind not in NORMALIZE:
-            raise ValueError(f"normalize={self.kind!r}: expected one of {NORMALIZE}")
-
-    def fit(self, states: Tensor) -> Normalizer:
-        """``states [n, layer, d]`` (the training split, both sentences)."""
-        if self.kind != "none":
-            if states.shape[0] < 2:
-                raise ValueError(f"normalize={self.kind!r} needs at least 2 training vectors, got {states.shape[0]}")
-            self.mean = states.mean(0)
-            self.std = states.std(0).clamp_min(1e-6)
-        return self
-
-    def __call__(self, states: Tensor) -> Tensor:
-        if self.kind == "none":
-            return states
-        if self.mean is None:
-            raise RuntimeError("Normalizer used before fit(): fit it on the training split")
-        out = states - self.mean
-        return out / self.std if self.kind == "standardize" else out
-
-
-class WicProbe:
-    """Per-layer target-word vectors for one input mode, and their pairwise cosines."""
-
-    def __init__(self, hm, mode: str, layers: Sequence[int] | str = "all", normalize: str = "center",
-                 template: str = PROMPT, batch_size: int = 16) -> None:
-        if mode not in MODES:
-            raise ValueError(f"mode={mode!r}: expected one of {MODES}")
-        self.hm, self.mode, self.template, self.batch_size = hm, mode, template, batch_size
-        self.layers = hm.check_layers(layers)
-        self.norm = Normalizer(normalize)
-
-    def vectors(self, items: Sequence[WicItem]) -> tuple[Tensor, Tensor]:
-        """Target vectors of sentence 1 and sentence 2: ``[n, layer, d]`` each (raw)."""
-        out = []
-        for which in (0, 1):
-            inputs = [mode_input(self.hm.tokenizer, (it.s1, it.s2)[which], it.spans[which], self.mode, self.template)
-                      for it in items]
-            texts = [m.text for m in inputs]
-            if self.mode == "prompt":
-                out.append(self.hm.capture(texts, self.layers, positions="last", batch_size=self.batch_size))
-            else:
-                out.append(self.hm.capture(texts, self.layers, positions="mean", spans=[m.span for m in inputs],
-                                           batch_size=self.batch_size))
-        return out[0], out[1]
-
-    def fit(self, train: tuple[Tensor, Tensor]) -> WicProbe:
-        """Fit the anisotropy correction on the training split's vectors (both sentences)."""
-        self.norm.fit(torch.cat(train))
-        return self
-
-    def cosines(self, vecs: tuple[Tensor, Tensor]) -> np.ndarray:
-        """``[n, layer]`` cosine of the corrected vectors of each pair."""
-        a, b = self.norm(vecs[0]), self.norm(vecs[1])
-        return torch.nn.functional.cosine_similarity(a, b, dim=-1).numpy()
-
-
-# ------------------------------------------------------------------------ evaluation
-def best_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
-    """The cut (predict T when score > cut) with the best accuracy on these scores; among
-    equally good cuts the middle one, so the choice does not hug a data point."""
-    s = np.sort(np.unique(scores))
-    cuts = np.concatenate([[s[0] - 1e-6], (s[:-1] + s[1:]) / 2, [s[-1] + 1e-6]])
-    acc = np.array([((scores > c) == labels).mean() for c in cuts])
-    best = np.flatnonzero(acc == acc.max())
-    return float(cuts[best[len(best) // 2]])
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of a proportion k/n."""
-    if n == 0:
-        return float("nan"), float("nan")
-    p = k / n
-    den = 1 + z * z / n
-    mid = (p + z * z / (2 * n)) / den
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return float(mid - half), float(mid + half)
-
-
-def auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the ROC curve (probability a T pair outscores an F pair; ties count 1/2)."""
-    pos, neg = scores[labels], scores[~labels]
-    if not len(pos) or not len(neg):
-        return float("nan")
-    diff = pos[:, None] - neg[None, :]
-    return float(((diff > 0).sum() + 0.5 * (diff == 0).sum()) / diff.size)
-
-
-def spearman_ci(x: np.ndarray, y: np.ndarray, z: float = 1.96) -> tuple[float, float, float]:
-    """Spearman's rho with a Fisher-z interval (SE 1.06 / sqrt(n - 3), Fieller et al. 1957)."""
-    from scipy.stats import spearmanr
-
-    n = len(x)
-    rho = float(spearmanr(x, y).statistic)
-    if n < 4 or not np.isfinite(rho):
-        return rho, float("nan"), float("nan")
-    r = np.clip(rho, -0.999999, 0.999999)
-    half = z * 1.06 / np.sqrt(n - 3)
-    lo, hi = float(np.tanh(np.arctanh(r) - half)), float(np.tanh(np.arctanh(r) + half))
-    return rho, min(lo, rho), max(hi, rho)
-
-
-# ------------------------------------------------------------------------ building the shipped sets
-def build_from_inventory(inventory: str | Path, out_dir: str | Path, pairs_per_word: int = 3,
-                         fractions: tuple[float, float] = (0.5, 0.18), seed: int = 0) -> dict[str, int]:
-    """Write train/dev/test WiC files from a sense inventory (TSV: word, pos, sense, sentence
-    with the target form in braces, e.g. ``the {bank} of the river``).
-
-    Per word: ``pairs_per_word`` same-sense (T) and as many different-sense (F) pairs,
-    sampled with ``seed``. Splits are by *word* (train/dev/test words are disjoint), so no
-    sentence is seen in two splits. Returns the number of pairs per split.
-    """
-    inventory, out_dir = Path(inventory), Path(out_dir)
-    with inventory.open(encoding="utf-8", newline="") as fh:
-        rows = list(csv.DictReader(fh, delimiter="\t"))
-    words: dict[str, dict] = {}
-    for k, r in enumerate(rows, start=2):
-        m = re.search(r"\{([^}]+)\}", r["sentence"])
-        if not m:
-            raise ValueError(f"{inventory}:{k}: no {{target}} in {r['sentence']!r}")
-        plain = r["sentence"].replace("{", "").replace("}", "")
-        index = len(r["sentence"][: m.start()].split())
-        words.setdefault(r["word"], {"pos": r["pos"], "senses": {}})["senses"].setdefault(r["sense"], []).append(
-            (plain, index))
-    rng = random.Random(seed)
-    names = sorted(words)
-    rng.shuffle(names)
-    n_train, n_dev = round(fractions[0] * len(names)), round(fractions[1] * len(names))
-    split_of = {w: ("train" if i < n_train else "dev" if i < n_train + n_dev else "test") for i, w in enumerate(names)}
-    lines: dict[str, list[tuple[str, str]]] = {"train": [], "dev": [], "test": []}
-    for w in sorted(words):
-        senses = list(words[w]["senses"].values())
-        same = [p for sent in senses for p in combinations(sent, 2)]
-        diff = [p for a, b in combinations(senses, 2) for p in product(a, b)]
-        if len(same) < pairs_per_word or len(diff) < pairs_per_word:
-            raise ValueError(f"{inventory}: word {w!r} has too few sentences for {pairs_per_word} T and F pairs")
-        chosen = [(p, "T") for p in rng.sample(same, pairs_per_word)]
-        chosen += [(p, "F") for p in rng.sample(diff, pairs_per_word)]
-        for (x, y), gold in chosen:
-            if rng.random() < 0.5:
-                x, y = y, x
-            lines[split_of[w]].append((f"{w}\t{words[w]['pos']}\t{x[1]}-{y[1]}\t{x[0]}\t{y[0]}", gold))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for split, ls in lines.items():
-        (out_dir / f"{split}.data.txt").write_text("".join(d + "\n" for d, _ in ls), encoding="utf-8")
-        (out_dir / f"{split}.gold.txt").write_text("".join(g + "\n" for _, g in ls), encoding="utf-8")
-    return {s: len(ls) for s, ls in lines.items()}
+def mode_sides(tokenizer, items: Sequence[WicItem], mode: str, template: str = PROMPT) -> tuple[Side, Side]:
+    """The two sentences of each item as paired sides for ``mode``: the target word's tokens
+    averaged (``positions="mean"`` over its span) or, for ``prompt``, the last token."""
+    sides = []
+    for which in (0, 1):
+        inputs = [mode_input(tokenizer, (it.s1, it.s2)[which], it.spans[which], mode, template) for it in items]
+        texts = [m.text for m in inputs]
+        if mode == "prompt":
+            sides.append(Side(texts, "text", "last", label=f"sentence {which + 1}"))
+        else:
+            sides.append(Side(texts, "text", "mean", spans=[m.span for m in inputs], label=f"sentence {which + 1}"))
+    return sides[0], sides[1]

@@ -16,7 +16,8 @@ from hub.lens.readout import lens_readout
 from modalities.arithmetic import ArithmeticAdapter
 from modalities.code import CodeAdapter
 from modalities.semantics import VARIANTS, SemanticsAdapter
-from modalities.wic import DATA, WicProbe, load_wic, locate_items, mode_input, read_wic, token_span
+from hub.probe import PairProbe
+from modalities.wic import DATA, load_wic, locate_items, mode_input, mode_sides, read_wic, token_span
 
 pytestmark = pytest.mark.integration
 
@@ -83,9 +84,10 @@ def test_wic_scores_do_not_depend_on_batch_composition_on_gemma(gemma):
     items = locate_items(read_wic(DATA / "en" / "dev.data.txt", DATA / "en" / "dev.gold.txt"), Counter(), Counter())
     train = load_wic(DATA / "en", splits=["train"], max_items=8).splits["train"]
     for mode in ("base", "prompt"):
-        probe = WicProbe(gemma, mode, layers=[1, 4, 8], batch_size=4)
-        probe.fit(probe.vectors(train))
-        full = probe.cosines(probe.vectors(items[:4]))
-        alone = np.concatenate([probe.cosines(probe.vectors([it])) for it in items[:2]])
+        probe = PairProbe(gemma, layers=[1, 4, 8], batch_size=4)
+        probe.fit(probe.vectors(mode_sides(gemma.tokenizer, train, mode)))
+        full = probe.cosines(probe.vectors(mode_sides(gemma.tokenizer, items[:4], mode)))
+        alone = np.concatenate([probe.cosines(probe.vectors(mode_sides(gemma.tokenizer, [it], mode)))
+                                for it in items[:2]])
         np.testing.assert_allclose(alone, full[:2], atol=2e-4)
         assert torch.isfinite(torch.as_tensor(full)).all()

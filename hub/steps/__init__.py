@@ -1,0 +1,7 @@
+"""Experiment steps shared by several experiments: each runs on a RunContext, adds result rows
+and writes its report section. Experiments compose them and import no other experiment.
+
+- ``similarity``: every paired set of an adapter through the one paired path (hub.pairs).
+- ``lens_sets``: lens probabilities of named token sets at the last token of prompts.
+- ``latent``: the Wendler et al. latent-language readout of one task (translation, ...).
+"""
