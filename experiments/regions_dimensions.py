@@ -20,10 +20,10 @@ import random
 import numpy as np
 import pandas as pd
 
-from experiments.regions_common import eval_rows, get_regions, load_splits, wants_mono
 from hub.context import RunContext
 from hub.plots import save_fig
 from hub.regions import NONE, dimension_mask, edit, outlier_dimensions, scale_by
+from hub.steps.regions import eval_rows, get_regions, load_splits, wants_mono
 
 
 def pick_controls(score, exclude: list[int], n: int, seed: int) -> list[int]:

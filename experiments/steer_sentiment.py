@@ -25,12 +25,12 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from experiments.steer_common import (any_effect, best_cell, describe_cell, effect_figure, resolve_layers,
-                                      summarise)
 from hub.context import RunContext
 from hub.intervene import Intervention, generate_with, mean_state_norm, next_token_logprobs_with
 from hub.model import HubModel
 from hub.results import atomic_write_text
+from hub.steps.steering import (any_effect, best_cell, describe_cell, effect_figure, resolve_layers,
+                                summarise)
 from modalities.sentiment import (NO_SPACE_LANGS, LexiconScorer, first_token_sets, read_lexicon, read_prompts,
                                   split_lexicon)
 
