@@ -11,12 +11,12 @@ import torch
 
 from experiments.semantics import hard_baseline_rows
 from hub.compare import compare
-from hub.pairs import capture_side
 from hub.lens.readout import lens_readout
+from hub.pairs import capture_side
+from hub.probe import PairProbe
 from modalities.arithmetic import ArithmeticAdapter
 from modalities.code import CodeAdapter
 from modalities.semantics import VARIANTS, SemanticsAdapter
-from hub.probe import PairProbe
 from modalities.wic import DATA, load_wic, locate_items, mode_input, mode_sides, read_wic, token_span
 
 pytestmark = pytest.mark.integration
@@ -56,7 +56,7 @@ def test_code_sites_fit_gemma_tokens(gemma):
 
 def test_semantics_hard_baseline_on_gemma(gemma):
     ad = SemanticsAdapter(n_items=8, variants=VARIANTS, positions="last")
-    sets = {ps.ids["lang"]: ps for ps in ad.pairs(gemma.tokenizer)}
+    sets = {ps.ids["lang"]: ps for ps in ad.pairs(gemma)}
     layers = [0, 3, 6]
     s = capture_side(gemma, sets["paired"].a, layers)
     forms = {v: capture_side(gemma, ps.b, layers) for v, ps in sets.items()}
