@@ -437,7 +437,7 @@ def _hf_to_ct2(sd: dict[str, np.ndarray], enc_layers: int, dec_layers: int, head
 def test_ct2_whisper_round_trip(tmp_path):
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
-    from hub.store import ct2_whisper
+    from hub.store import ct2_format, ct2_whisper
 
     torch.manual_seed(0)
     cfg = transformers.WhisperConfig(
@@ -454,7 +454,7 @@ def test_ct2_whisper_round_trip(tmp_path):
     variables, aliases = _hf_to_ct2(sd, 2, 1, 2)
     _write_ct2(tmp_path / "model.bin", variables, aliases)
 
-    m = ct2_whisper.read_ct2_model(tmp_path / "model.bin")
+    m = ct2_format.read_ct2_model(tmp_path / "model.bin")
     assert (m.spec, m.revision, m.binary_version) == ("WhisperSpec", 3, 6)
     assert m.get("decoder/projection/weight") is m.get("decoder/embeddings/weight")
     dims = ct2_whisper.whisper_dims(m)
@@ -477,35 +477,35 @@ def test_ct2_whisper_round_trip(tmp_path):
 
 
 def test_ct2_nonzero_k_bias_is_rejected(tmp_path):
-    from hub.store import ct2_whisper
+    from hub.store import ct2_format, ct2_whisper
 
     v = {"decoder/embeddings/weight": np.zeros((4, 2), np.float16)}
-    m = ct2_whisper.CT2Model(6, "WhisperSpec", 3, v)
-    with pytest.raises(ct2_whisper.CT2FormatError):
+    m = ct2_format.CT2Model(6, "WhisperSpec", 3, v)
+    with pytest.raises(ct2_format.CT2FormatError):
         ct2_whisper.whisper_dims(m)  # no encoder at all
-    with pytest.raises(ct2_whisper.CT2FormatError, match="key-projection"):
+    with pytest.raises(ct2_format.CT2FormatError, match="key-projection"):
         ct2_whisper._check_zero_k_bias(np.ones(2, np.float32), "x/bias")
 
 
 def test_ct2_reader_dtypes_and_errors(tmp_path):
-    from hub.store import ct2_whisper
+    from hub.store import ct2_format, ct2_whisper
 
     w = np.array([[10, -20], [30, 127]], dtype=np.int8)
     scale = np.array([2.0, 4.0], dtype=np.float32)
     _write_ct2(tmp_path / "m.bin", {"l/weight": w, "l/weight_scale": scale,
                                      "h": np.array([1.5, -2.0], np.float16)}, {}, spec="X")
-    m = ct2_whisper.read_ct2_model(tmp_path / "m.bin")
+    m = ct2_format.read_ct2_model(tmp_path / "m.bin")
     assert m.spec == "X" and m.get("h").dtype == np.float16
     np.testing.assert_allclose(ct2_whisper._weight(m, "l"), w / scale[:, None])
 
     (tmp_path / "trunc.bin").write_bytes((tmp_path / "m.bin").read_bytes()[:-7])
-    with pytest.raises(ct2_whisper.CT2FormatError, match="trunc"):
-        ct2_whisper.read_ct2_model(tmp_path / "trunc.bin")
+    with pytest.raises(ct2_format.CT2FormatError, match="trunc"):
+        ct2_format.read_ct2_model(tmp_path / "trunc.bin")
     (tmp_path / "v99.bin").write_bytes(struct.pack("<I", 99))
-    with pytest.raises(ct2_whisper.CT2FormatError, match="version 99"):
-        ct2_whisper.read_ct2_model(tmp_path / "v99.bin")
+    with pytest.raises(ct2_format.CT2FormatError, match="version 99"):
+        ct2_format.read_ct2_model(tmp_path / "v99.bin")
     bf = np.array([1.0, -3.5], np.float32).view(np.uint32) >> 16
-    np.testing.assert_array_equal(ct2_whisper._bf16_to_f32(bf.astype(np.uint16)), [1.0, -3.5])
+    np.testing.assert_array_equal(ct2_format._bf16_to_f32(bf.astype(np.uint16)), [1.0, -3.5])
 
 
 # ----------------------------------------------------------------------------- integration

