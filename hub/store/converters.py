@@ -36,10 +36,13 @@ def _tidy_config(config: Any) -> None:
 def convert_gguf_causal_lm(entry: CatalogEntry, src: Path, out: Path) -> None:
     """GGUF -> fp32 safetensors via transformers' GGUF loader.
 
-    ``save_pretrained`` refuses a GGUF-loaded model, so the de-quantized state dict is loaded
-    into a fresh model built from the same config, which is saved; the saved directory is then
-    reloaded and its logits compared with the GGUF-loaded model's.
+    ``save_pretrained`` refuses a GGUF-loaded model, so its de-quantized tensors are assigned
+    (not copied) to a model built on the meta device from the same config, which is saved. The
+    saved directory is then reloaded and its logits compared with the GGUF-loaded model's.
+    Peak memory stays near one fp32 copy of the model (plus the GGUF loader's own peak).
     """
+    import gc
+
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -50,13 +53,16 @@ def convert_gguf_causal_lm(entry: CatalogEntry, src: Path, out: Path) -> None:
     gm = AutoModelForCausalLM.from_pretrained(str(src), gguf_file=entry.file, dtype=torch.float32)
     gm.eval()
     log.info("%s: GGUF loaded in %.0f s", entry.name, time.perf_counter() - t0)
+    ids = tok("The quick brown fox jumps over the lazy dog.", return_tensors="pt").input_ids
+    with torch.no_grad():
+        want = gm(ids).logits  # [1, seq, vocab], the reference for the self-check
 
     config = gm.config
     _tidy_config(config)
     config.dtype = torch.float32
-    fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    state = gm.state_dict()
-    result = fresh.load_state_dict(state, strict=False)
+    with torch.device("meta"):
+        fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    result = fresh.load_state_dict(gm.state_dict(), strict=False, assign=True)
     tied = set(getattr(fresh, "_tied_weights_keys", None) or {})
     missing = [k for k in result.missing_keys if k not in tied]
     if missing or result.unexpected_keys:
@@ -66,18 +72,22 @@ def convert_gguf_causal_lm(entry: CatalogEntry, src: Path, out: Path) -> None:
         )
     if getattr(config, "tie_word_embeddings", False):
         fresh.tie_weights()
+    on_meta = [k for k, v in fresh.state_dict().items() if v.is_meta]
+    if on_meta:
+        raise StoreError(f"{entry.name}: no GGUF tensor for {on_meta[:5]}")
     fresh.eval()
     if getattr(gm, "generation_config", None) is not None:
         fresh.generation_config = gm.generation_config
     fresh.save_pretrained(str(out))
     tok.save_pretrained(str(out))
+    del fresh, gm
+    gc.collect()
 
     # Self-check: the saved model reproduces the GGUF model.
-    ids = tok("The quick brown fox jumps over the lazy dog.", return_tensors="pt").input_ids
     reloaded = AutoModelForCausalLM.from_pretrained(str(out), dtype=torch.float32).eval()
     with torch.no_grad():
-        a, b = gm(ids).logits, reloaded(ids).logits
-    err = (a - b).abs().max().item()
+        got = reloaded(ids).logits
+    err = (want - got).abs().max().item()
     if not err < 1e-3:
         raise StoreError(f"{entry.name}: saved model differs from the GGUF model (max |dlogit|={err:.3g})")
     log.info("%s: converted and checked in %.0f s", entry.name, time.perf_counter() - t0)
