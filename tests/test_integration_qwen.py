@@ -1,6 +1,6 @@
 """Integration: the real Qwen2.5-Coder models from the offline store.
 
-The 0.5B runs in `make test`; the 1.5B (6 GB in fp32) is marked `big` and runs in
+The 0.5B runs in `make test`; the 1.5B (7.1 GB in fp32) is marked `big` and runs in
 `make test-all` only. Both are checked the same way: facts of the architecture, a fact the model
 must know, a 4-shot translation, capture == HF ``output_hidden_states``, and left padding ==
 one prompt at a time.
