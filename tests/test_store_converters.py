@@ -184,8 +184,9 @@ def _gguf_tensors(model) -> dict[str, np.ndarray]:
     cfg = model.config
     sd = {k: v.detach().numpy() for k, v in model.state_dict().items()}
     out = {"token_embd.weight": sd["model.embed_tokens.weight"],
-           "output_norm.weight": sd["model.norm.weight"],
-           "output.weight": sd["lm_head.weight"]}
+           "output_norm.weight": sd["model.norm.weight"]}
+    if not cfg.tie_word_embeddings:  # a tied model has no output.weight in llama.cpp's files
+        out["output.weight"] = sd["lm_head.weight"]
     names = {"self_attn.v_proj": "attn_v", "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate",
              "mlp.up_proj": "ffn_up", "mlp.down_proj": "ffn_down", "input_layernorm": "attn_norm",
              "post_attention_layernorm": "ffn_norm"}
@@ -240,14 +241,14 @@ def _write_tiny_gguf(path: Path, model, quant: str | None = None) -> dict[str, n
     return held
 
 
-def _tiny_llama(seed: int = 0):
+def _tiny_llama(seed: int = 0, tied: bool = False):
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(seed)
     cfg = transformers.LlamaConfig(
         vocab_size=len(_GGUF_TOKENS), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-        rms_norm_eps=1e-5, tie_word_embeddings=False, bos_token_id=1, eos_token_id=2,
+        rms_norm_eps=1e-5, tie_word_embeddings=tied, bos_token_id=1, eos_token_id=2,
     )
     model = transformers.LlamaForCausalLM(cfg).eval()
     with torch.no_grad():  # norms away from 1 so that a swapped or skipped norm shows
@@ -257,8 +258,8 @@ def _tiny_llama(seed: int = 0):
     return model
 
 
-@pytest.mark.parametrize("quant", [None, "Q8_0"])
-def test_gguf_converter_reproduces_the_weights_it_was_given(tmp_path, quant):
+@pytest.mark.parametrize("quant, tied", [(None, False), ("Q8_0", False), (None, True)])
+def test_gguf_converter_reproduces_the_weights_it_was_given(tmp_path, quant, tied):
     """The store's GGUF converter turns a llama.cpp file back into the HF model it came from:
     every tensor equal to the file's (de-quantized) tensor, in HF layout, and the same logits."""
     torch = pytest.importorskip("torch")
@@ -266,7 +267,7 @@ def test_gguf_converter_reproduces_the_weights_it_was_given(tmp_path, quant):
 
     from hub.store.converters import convert_gguf_causal_lm
 
-    ref = _tiny_llama()
+    ref = _tiny_llama(tied=tied)
     src, out = tmp_path / "src", tmp_path / "out"
     src.mkdir(), out.mkdir()
     held = _write_tiny_gguf(src / "tiny.gguf", ref, quant)
@@ -275,7 +276,9 @@ def test_gguf_converter_reproduces_the_weights_it_was_given(tmp_path, quant):
     convert_gguf_causal_lm(entry, src, out)
 
     got = AutoModelForCausalLM.from_pretrained(str(out), dtype=torch.float32).eval()
-    assert got.config.model_type == "llama" and got.config.tie_word_embeddings is False
+    assert got.config.model_type == "llama" and got.config.tie_word_embeddings is tied
+    emb, unemb = got.get_input_embeddings().weight, got.get_output_embeddings().weight
+    assert (emb.data_ptr() == unemb.data_ptr()) is tied
     want = {k: v.detach().clone() for k, v in ref.state_dict().items()}
     if quant:  # the reference is what the file holds: de-quantized, q/k permuted back
         cfg = ref.config
@@ -302,7 +305,7 @@ def test_gguf_converter_reproduces_the_weights_it_was_given(tmp_path, quant):
     with torch.no_grad():
         ref_model = ref
         if quant:
-            ref_model = _tiny_llama()
+            ref_model = _tiny_llama(tied=tied)
             ref_model.load_state_dict(want)
         torch.testing.assert_close(got(ids).logits, ref_model(ids).logits, atol=1e-5, rtol=1e-5)
 
