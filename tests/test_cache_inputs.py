@@ -164,3 +164,17 @@ def test_code_version_follows_the_capture_source(tmp_path, monkeypatch):
     # the real module set of a HubModel covers its capture code and the project code it imports
     model_mod = sys.modules[hub_cls.__module__]
     assert {hub_cls.__module__, model_mod.make_reader.__module__} <= set(real(hub_cls))
+
+
+# ------------------------------------------------------------------- the suite's own cache
+def test_each_test_has_its_own_activation_cache_and_the_real_store(_own_activation_cache, monkeypatch):
+    """conftest's autouse fixture: the default cache dir is this test's temporary dir, never
+    the user's; the model store is still the user's (where the offline models are)."""
+    from hub.cache import ENV_DIR, default_dir
+    from hub.store import store_root
+
+    assert default_dir() == _own_activation_cache and not any(_own_activation_cache.iterdir())
+    real_store = store_root()
+    monkeypatch.delenv(ENV_DIR)
+    assert store_root() == real_store  # the variable moves the cache only
+    assert default_dir() == real_store.parent / "activations"  # where it would have gone
