@@ -5,22 +5,20 @@ model. The key is a hash of the model's identity (class, config, dtype, attentio
 weights checksum), the input token ids, the BOS id, positions, spans, layers, the output dtype,
 any extra model inputs (pixel values, audio features, encoder states ...) and the version of
 the code that captured them (:func:`code_version`: package, torch and transformers versions and
-a hash of the capture code's source), so an entry written by other code is a miss. The weights checksum is computed once per model:
-the sha256 list of the store's ``STORE.json`` when the model came from the offline store, else a
-hash of the state-dict bytes. A cheap probe (parameter version counters and a strided sample of
+a hash of the capture code's source), so an entry written by other code is a miss. The weights
+checksum is computed once per model: the sha256 list of the store's ``STORE.json`` when the
+model came from the offline store, else a hash of the state-dict bytes. A cheap probe (parameter version counters and a strided sample of
 every parameter) notices in-place weight edits afterwards; the checksum is then recomputed from
 the bytes, so an edited model never reads states of the original one.
 
 Entries are written to a temp file and renamed into place, and carry a checksum of their tensor
 bytes in the safetensors metadata: a corrupted or partial entry is detected, deleted and
 recomputed, never read. Captures while hooks are attached to the model (interventions) bypass
-the cache, since hooks may change the states; transformers' own output-recording hooks (which
-it leaves on e.g. llava's vision tower after the first forward, and which change nothing) do not
-count.
+the cache, since hooks may change the states; transformers' own output-recording hooks (left
+on e.g. llava's vision tower after the first forward; they change nothing) do not count.
 
 Layout: ``<dir>/<key[:2]>/<key>.safetensors``. ``<dir>`` is ``$SEMANTIC_HUB_CACHE_DIR`` when set
-(the test suite points it at a temporary directory per test, leaving the model store where it
-is), else ``activations/`` beside the model store (``$SEMANTIC_HUB_HOME/activations``, else
+(the test suite gives each test its own; the model store stays where it is), else ``activations/`` beside the model store (``$SEMANTIC_HUB_HOME/activations``, else
 ``$XDG_CACHE_HOME/semantic-hub/activations``, else ``~/.cache/semantic-hub/activations``).
 """
 from __future__ import annotations
