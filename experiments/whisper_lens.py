@@ -26,7 +26,7 @@ from hub.context import RunContext
 from hub.describe import latent_reading
 from hub.lens import LogitLens
 from hub.plots import layer_curves
-from hub.readings import min_prob_of
+from hub.readings import min_prob_of, rule_text
 from hub.readout import mean_ci
 from hub.tokensets import token_set
 from hub.whisper import WhisperHub
@@ -130,10 +130,10 @@ def report(ctx: RunContext, df: pd.DataFrame, drops: dict, examples: pd.DataFram
                                  baseline_col=None, title=f"audio: {cond}", ylabel="probability", ylim=(0, 1)))
         for src, s in d.groupby("src", sort=False):
             readings.append(f"- **{src}, audio = {cond}** (n = {int(s['n'].iloc[0])}): "
-                            + latent_reading(s, src, "en", min_prob_of(ctx.cfg)))
+                            + latent_reading(s, src, "en", min_prob_of(ctx.cfg), state_rule=False))
     text = (f"{ctx.cfg.model.name}, decoder layers 0..{int(df['layer'].max())}, logit lens with "
             f"{'the' if ctx.cfg.lens_norm else 'no'} final layer norm, at the position before each concept word of the "
-            "teacher-forced transcript.\n\n" + "\n".join(readings)
+            "teacher-forced transcript.\n\n" + "\n".join(readings) + "\n\n" + rule_text(min_prob_of(ctx.cfg))
             + f"\n\nDropped read positions: {drops or 'none'}.")
     ctx.report.section("Whisper decoder logit lens: spoken language vs English", text, figures=figs,
                        table=examples.head(12) if len(examples) else None)

@@ -55,10 +55,12 @@ def similarity_reading(df: pd.DataFrame) -> str:
     return "\n\n".join(lines)
 
 
-def latent_reading(df: pd.DataFrame, tgt: str, latent: str, min_prob: float = DEFAULT_MIN_PROB) -> str:
+def latent_reading(df: pd.DataFrame, tgt: str, latent: str, min_prob: float = DEFAULT_MIN_PROB,
+                   state_rule: bool = True) -> str:
     """Peaks and last layer of p(latent) and p(tgt); the material layers each leads (separated
     95% intervals, materiality rule of hub.readings); and whether that is the pattern Wendler
-    et al. report, or that it does not appear."""
+    et al. report, or that it does not appear. ``state_rule``: end with the rule's sentence
+    (off when the caller states it once for several readings)."""
     t, e = curve(df, tgt), curve(df, latent)
     leads = compare_curves(e, t, min_prob)
     last = leads.layers[-1]
@@ -67,4 +69,4 @@ def latent_reading(df: pd.DataFrame, tgt: str, latent: str, min_prob: float = DE
             f"{t['value'].max():.3f} (layer {int(t['value'].idxmax())}). At the last layer p({tgt}) = "
             f"{t.loc[last, 'value']:.3f} and p({latent}) = {e.loc[last, 'value']:.3f}. "
             + leads_text(leads, f"p({latent})", f"p({tgt})") + " "
-            + pattern_reading(leads, latent, tgt) + " " + rule_text(min_prob))
+            + pattern_reading(leads, latent, tgt) + (" " + rule_text(min_prob) if state_rule else ""))

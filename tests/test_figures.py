@@ -131,3 +131,21 @@ def test_sweep_figure_never_averages_languages(tmp_path, figs):
         for ax in panels.values():
             ln = _lines(ax)[t]
             assert _style(h) == _style(ln)
+
+
+def test_latent_language_run_figures_and_reading(tmp_path, figs):
+    """End to end on a tiny model: integer layer ticks on every layer axis, the rule stated,
+    probability intervals inside [0, 1]."""
+    from helpers import run_cfg
+
+    report = run_cfg(["experiment=latent_language", "model=tiny_llama", "cache.enabled=false",
+                      "reading.min_prob=0.02"], tmp_path)
+    layer_axes = [ax for f in figs for ax in f.axes if ax.get_visible() and ax.get_xlabel() == "layer"]
+    assert len(layer_axes) >= 3
+    for ax in layer_axes:
+        lo, hi = ax.get_xlim()
+        assert all(float(t).is_integer() for t in ax.get_xticks() if lo <= t <= hi)
+    assert "leading probability is ≥ 0.02 (reading.min_prob)" in report.read_text()
+    df = pd.read_csv(tmp_path / "results.csv")
+    p = df[df["metric"] == "lang_prob"]
+    assert (p["ci_low"] >= 0).all() and (p["ci_high"] <= 1).all() and (p["ci_low"] <= p["value"]).all()
