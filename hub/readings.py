@@ -100,6 +100,8 @@ def curve(df: pd.DataFrame, name: str, key: str = "lang", metric: str | None = "
     d = d[d[key] == name]
     if d.empty:
         raise ValueError(f"no {metric or 'value'} rows with {key}={name!r} to read")
+    if d["layer"].duplicated().any():
+        raise ValueError(f"{key}={name!r}: several {metric or 'value'} rows per layer; select one run's rows first")
     return d.set_index("layer").sort_index()
 
 
