@@ -178,8 +178,9 @@ def test_lens_readout_rows_and_intervals():
         assert rows["layer"].tolist() == list(range(L + 1)) and (rows["n"] == 4).all()
         m, sd = ref_p[:, :, s_].mean(0), ref_p[:, :, s_].std(0, ddof=1)
         np.testing.assert_allclose(rows["value"], m, rtol=1e-4, atol=1e-7)
-        np.testing.assert_allclose(rows["ci_high"] - rows["value"], 1.96 * sd / 2.0, rtol=1e-3, atol=1e-7)
-        np.testing.assert_allclose(rows["value"] - rows["ci_low"], 1.96 * sd / 2.0, rtol=1e-3, atol=1e-7)
+        half = 1.96 * sd / 2.0  # normal approximation, n = 4; a probability's interval stays in [0, 1]
+        np.testing.assert_allclose(rows["ci_high"], np.clip(m + half, 0, 1), rtol=1e-3, atol=1e-7)
+        np.testing.assert_allclose(rows["ci_low"], np.clip(m - half, 0, 1), rtol=1e-3, atol=1e-7)
     ent = df[df.metric == "entropy"].sort_values("layer")
     np.testing.assert_allclose(ent["value"], ref_ent.mean(0), rtol=1e-4)
     assert "token_energy" in set(df.metric) and df["value"].notna().all()
