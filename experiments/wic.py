@@ -23,6 +23,7 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
+from hub.errors import UserError
 from experiments.arithmetic import layer_ranges
 from hub.context import RunContext
 from hub.plots import layer_curves
@@ -65,14 +66,14 @@ def protocol(ws) -> tuple[str, str]:
     """(threshold split, evaluation split): dev/test when test has gold labels, else train/dev."""
     missing = [s for s in ("train", "dev", "test") if s not in ws.splits]
     if "train" in missing or "dev" in missing:
-        raise ValueError(f"WiC set {ws.name!r} needs train and dev splits; missing {missing}")
+        raise UserError(f"WiC set {ws.name!r} needs train and dev splits; missing {missing}")
     has_gold = {s: all(it.label is not None for it in items) and len(items) > 0 for s, items in ws.splits.items()}
     if has_gold.get("test"):
         return "dev", "test"
     if has_gold["dev"] and has_gold["train"]:
         log.warning("WiC set %s: the test split has no gold labels; threshold on train, accuracy on dev", ws.name)
         return "train", "dev"
-    raise ValueError(f"WiC set {ws.name!r}: gold labels are needed for train and dev (found gold for "
+    raise UserError(f"WiC set {ws.name!r}: gold labels are needed for train and dev (found gold for "
                      f"{[s for s, g in has_gold.items() if g]})")
 
 
@@ -107,7 +108,7 @@ def graded(ctx: RunContext, g, layers: list[int], train_vecs: dict) -> tuple[pd.
     drops, notes = Counter(), Counter()
     items = read_graded(g.path, g.get("column", "mean_relatedness"), drops, notes, cfg.wic.check_target)
     if len(items) < 4:
-        raise ValueError(f"{g.path}: only {len(items)} usable graded pairs after dropping {dict(drops)}")
+        raise UserError(f"{g.path}: only {len(items)} usable graded pairs after dropping {dict(drops)}")
     scores = np.array([it.score for it in items])
     frames = []
     for mode in cfg.wic.modes:
@@ -115,7 +116,7 @@ def graded(ctx: RunContext, g, layers: list[int], train_vecs: dict) -> tuple[pd.
         fit_on = g.get("fit_on")
         if cfg.wic.normalize != "none":
             if (fit_on, mode) not in train_vecs:
-                raise ValueError(f"graded file {g.path}: fit_on={fit_on!r} must name a WiC set in wic.sets "
+                raise UserError(f"graded file {g.path}: fit_on={fit_on!r} must name a WiC set in wic.sets "
                                  f"(its training split fits the anisotropy correction)")
             probe.fit(train_vecs[(fit_on, mode)])
         cos = probe.cosines(probe.vectors(items))

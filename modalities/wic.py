@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
+from hub.errors import UserError, UserFileError
 
 log = logging.getLogger(__name__)
 DATA = Path(__file__).parent / "data" / "wic"
@@ -49,7 +50,7 @@ NORMALIZE = ("none", "center", "standardize")
 _PUNCT = string.punctuation + "“”‘’«»„…—–"
 
 
-class WicItemError(ValueError):
+class WicItemError(UserError):
     """One item cannot be used; ``reason`` is the drop category."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
@@ -66,7 +67,7 @@ def token_span(tokenizer, text: str, start: int, end: int) -> tuple[list[int], t
     ``HubModel.capture`` uses for ``spans``. Needs a fast tokenizer (offset mapping).
     """
     if not 0 <= start < end <= len(text):
-        raise ValueError(f"character span ({start}, {end}) is outside the text of {len(text)} characters: {text!r}")
+        raise UserError(f"character span ({start}, {end}) is outside the text of {len(text)} characters: {text!r}")
     if not getattr(tokenizer, "is_fast", False):
         raise TypeError("token_span needs a fast tokenizer (offset mapping); got " + type(tokenizer).__name__)
     enc = tokenizer(text, add_special_tokens=True, return_offsets_mapping=True)
@@ -159,7 +160,7 @@ def _parse_index(field_: str, where: str) -> tuple[int | None, int | None]:
         return None, None
     m = re.fullmatch(r"(-?\d+)-(-?\d+)", f)
     if not m:
-        raise ValueError(f"{where}: index field {field_!r} is malformed; expected 'i-j' (word indices of the target "
+        raise UserError(f"{where}: index field {field_!r} is malformed; expected 'i-j' (word indices of the target "
                          "in sentence 1 and sentence 2)")
     return int(m.group(1)), int(m.group(2))
 
@@ -168,7 +169,7 @@ def read_wic(data: str | Path, gold: str | Path | None = None) -> list[WicItem]:
     """Read a ``*.data.txt`` file (and its ``*.gold.txt`` if given)."""
     data = Path(data)
     if not data.is_file():
-        raise FileNotFoundError(f"{data}: no such WiC data file (expected tab-separated target, POS, i-j, "
+        raise UserFileError(f"{data}: no such WiC data file (expected tab-separated target, POS, i-j, "
                                 "sentence 1, sentence 2)")
     items = []
     for ln, line in enumerate(data.read_text(encoding="utf-8").splitlines(), start=1):
@@ -177,7 +178,7 @@ def read_wic(data: str | Path, gold: str | Path | None = None) -> list[WicItem]:
         parts = line.split("\t")
         where = f"{data}:{ln}"
         if len(parts) != 5:
-            raise ValueError(f"{where}: expected 5 tab-separated fields (target, POS, i-j, sentence 1, sentence 2), "
+            raise UserError(f"{where}: expected 5 tab-separated fields (target, POS, i-j, sentence 1, sentence 2), "
                              f"got {len(parts)}")
         i, j = _parse_index(parts[2], where)
         items.append(WicItem(parts[0].strip(), parts[1].strip(), i, j, parts[3].strip(), parts[4].strip(),
@@ -186,11 +187,11 @@ def read_wic(data: str | Path, gold: str | Path | None = None) -> list[WicItem]:
         gold = Path(gold)
         labels = [g.strip() for g in gold.read_text(encoding="utf-8").splitlines() if g.strip()]
         if len(labels) != len(items):
-            raise ValueError(f"{gold}: {len(labels)} labels for {len(items)} items in {data}; "
+            raise UserError(f"{gold}: {len(labels)} labels for {len(items)} items in {data}; "
                              "expected one T/F per line")
         for k, (it, g) in enumerate(zip(items, labels), start=1):
             if g not in ("T", "F"):
-                raise ValueError(f"{gold}:{k}: label {g!r}; expected T or F")
+                raise UserError(f"{gold}:{k}: label {g!r}; expected T or F")
             it.label = g == "T"
     return items
 
@@ -199,13 +200,13 @@ def split_files(root: str | Path, split: str) -> tuple[Path, Path | None]:
     """``{split}.data.txt`` (and its gold file, if present) anywhere under ``root``."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such WiC directory (expected {{train,dev,test}}.data.txt and "
+        raise UserFileError(f"{root}: no such WiC directory (expected {{train,dev,test}}.data.txt and "
                                 ".gold.txt files)")
     found = sorted(root.rglob(f"{split}.data.txt")) or sorted(root.rglob(f"*{split}*.data.txt"))
     if not found:
-        raise FileNotFoundError(f"{root}: no {split}.data.txt (expected files named like {split}.data.txt)")
+        raise UserFileError(f"{root}: no {split}.data.txt (expected files named like {split}.data.txt)")
     if len(found) > 1:
-        raise ValueError(f"{root}: several data files for split {split!r}: {[str(p) for p in found]}")
+        raise UserError(f"{root}: several data files for split {split!r}: {[str(p) for p in found]}")
     gold = found[0].with_name(found[0].name.replace(".data.txt", ".gold.txt"))
     return found[0], (gold if gold.is_file() else None)
 
@@ -214,7 +215,7 @@ def locate_items(items: Sequence[WicItem], drops: Counter, notes: Counter, check
                  ) -> list[WicItem]:
     """Find the target in both sentences; drop (counted) what cannot be read."""
     if check_target not in ("warn", "drop", "off"):
-        raise ValueError(f"check_target={check_target!r}: expected warn, drop or off")
+        raise UserError(f"check_target={check_target!r}: expected warn, drop or off")
     out = []
     for it in items:
         try:
@@ -251,21 +252,21 @@ def read_graded(path: str | Path, column: str = "mean_relatedness", drops: Count
     """RAW-C-style graded pairs (CSV, or TSV by ``.tsv`` suffix) with a numeric ``column``."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such graded file (expected columns word, sentence1, sentence2, {column})")
+        raise UserFileError(f"{path}: no such graded file (expected columns word, sentence1, sentence2, {column})")
     with path.open(encoding="utf-8", newline="") as fh:
         rows = list(csv.DictReader(fh, delimiter="\t" if path.suffix == ".tsv" else ","))
     cols = set(rows[0]) if rows else set()
     word_col = "word" if "word" in cols else "target"
     missing = [c for c in (word_col, "sentence1", "sentence2", column) if c not in cols]
     if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}; the file has {sorted(cols)}")
+        raise UserError(f"{path}: missing column(s) {missing}; the file has {sorted(cols)}")
     items = []
     for k, r in enumerate(rows, start=2):
         where = f"{path}:{k}"
         try:
             score = float(r[column])
         except ValueError:
-            raise ValueError(f"{where}: {column}={r[column]!r} is not a number") from None
+            raise UserError(f"{where}: {column}={r[column]!r} is not a number") from None
         idx = [int(r[c]) if r.get(c, "").strip() not in ("", None) else None for c in ("index1", "index2")]
         items.append(WicItem(r[word_col].strip(), r.get("pos", ""), idx[0], idx[1], r["sentence1"].strip(),
                              r["sentence2"].strip(), score=score, where=where))
@@ -285,7 +286,7 @@ class ModeInput:
 def mode_input(tokenizer, sentence: str, span: tuple[int, int], mode: str, template: str = PROMPT) -> ModeInput:
     """Build one sentence's input for ``mode`` (see module docstring)."""
     if mode not in MODES:
-        raise ValueError(f"mode={mode!r}: expected one of {MODES}")
+        raise UserError(f"mode={mode!r}: expected one of {MODES}")
     s, e = span
     if mode == "prompt":
         return ModeInput(template.format(sentence=sentence, word=sentence[s:e]), None)
@@ -308,13 +309,13 @@ class Normalizer:
 
     def __post_init__(self) -> None:
         if self.kind not in NORMALIZE:
-            raise ValueError(f"normalize={self.kind!r}: expected one of {NORMALIZE}")
+            raise UserError(f"normalize={self.kind!r}: expected one of {NORMALIZE}")
 
     def fit(self, states: Tensor) -> Normalizer:
         """``states [n, layer, d]`` (the training split, both sentences)."""
         if self.kind != "none":
             if states.shape[0] < 2:
-                raise ValueError(f"normalize={self.kind!r} needs at least 2 training vectors, got {states.shape[0]}")
+                raise UserError(f"normalize={self.kind!r} needs at least 2 training vectors, got {states.shape[0]}")
             self.mean = states.mean(0)
             self.std = states.std(0).clamp_min(1e-6)
         return self
@@ -334,7 +335,7 @@ class WicProbe:
     def __init__(self, hm, mode: str, layers: Sequence[int] | str = "all", normalize: str = "center",
                  template: str = PROMPT, batch_size: int = 16) -> None:
         if mode not in MODES:
-            raise ValueError(f"mode={mode!r}: expected one of {MODES}")
+            raise UserError(f"mode={mode!r}: expected one of {MODES}")
         self.hm, self.mode, self.template, self.batch_size = hm, mode, template, batch_size
         self.layers = hm.check_layers(layers)
         self.norm = Normalizer(normalize)
@@ -426,7 +427,7 @@ def build_from_inventory(inventory: str | Path, out_dir: str | Path, pairs_per_w
     for k, r in enumerate(rows, start=2):
         m = re.search(r"\{([^}]+)\}", r["sentence"])
         if not m:
-            raise ValueError(f"{inventory}:{k}: no {{target}} in {r['sentence']!r}")
+            raise UserError(f"{inventory}:{k}: no {{target}} in {r['sentence']!r}")
         plain = r["sentence"].replace("{", "").replace("}", "")
         index = len(r["sentence"][: m.start()].split())
         words.setdefault(r["word"], {"pos": r["pos"], "senses": {}})["senses"].setdefault(r["sense"], []).append(
@@ -442,7 +443,7 @@ def build_from_inventory(inventory: str | Path, out_dir: str | Path, pairs_per_w
         same = [p for sent in senses for p in combinations(sent, 2)]
         diff = [p for a, b in combinations(senses, 2) for p in product(a, b)]
         if len(same) < pairs_per_word or len(diff) < pairs_per_word:
-            raise ValueError(f"{inventory}: word {w!r} has too few sentences for {pairs_per_word} T and F pairs")
+            raise UserError(f"{inventory}: word {w!r} has too few sentences for {pairs_per_word} T and F pairs")
         chosen = [(p, "T") for p in rng.sample(same, pairs_per_word)]
         chosen += [(p, "F") for p in rng.sample(diff, pairs_per_word)]
         for (x, y), gold in chosen:
