@@ -38,7 +38,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from hub.errors import UserError, check_run_config, one_line
+from hub.errors import UserError, check_run_config, one_line, user_error
 from hub.results import atomic_write_text
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -122,7 +122,7 @@ def run_or_resume(cfg: DictConfig, out: str | Path, raise_errors: bool = True) -
         path = run_job(cfg, out)
     except Exception as e:  # noqa: BLE001 - one job's failure must not lose the sweep
         seconds = time.time() - t0
-        if raise_errors and isinstance(e, UserError):  # a single run: main() prints the one line
+        if raise_errors and user_error(e) is not None:  # a single run: main() prints the one line
             raise
         err = write_error(out, e, cfg, seconds)
         first = (str(e).strip().splitlines() or [""])[0][:200]
@@ -163,6 +163,9 @@ class SweepSummary(Callback):
             sys.exit(1)
 
 
+_ONE_LINE = {"on": False}  # set by main(): user errors as one line (not under HYDRA_FULL_ERROR / verbose)
+
+
 class _UserExit(BaseException):
     """Carries a single run's user error past Hydra's job runner (which would print more)."""
 
@@ -177,9 +180,10 @@ def _hydra_main(cfg: DictConfig) -> dict[str, Any]:
     single = hc.mode != RunMode.MULTIRUN
     try:
         return run_or_resume(cfg, hc.runtime.output_dir, raise_errors=single)
-    except UserError as e:
-        if single and not _verbose(sys.argv[1:]):
-            raise _UserExit(e) from e
+    except Exception as e:
+        ue = user_error(e)
+        if single and ue is not None and _ONE_LINE["on"]:
+            raise _UserExit(ue) from e
         raise
 
 
@@ -217,6 +221,7 @@ def main() -> None:
     if _verbose(sys.argv[1:]):
         _hydra_main()
         return
+    _ONE_LINE["on"] = True
     before = os.environ.get("HYDRA_FULL_ERROR")
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises instead of printing; main decides below
     try:
@@ -224,13 +229,17 @@ def main() -> None:
     except _UserExit as e:
         print(one_line(e.err), file=sys.stderr, flush=True)
         sys.exit(2)
-    except UserError as e:
-        print(one_line(e), file=sys.stderr, flush=True)
-        sys.exit(2)
     except (ConfigCompositionException, MissingConfigException, OverrideParseException) as e:
         print(_config_line(e), file=sys.stderr, flush=True)
         sys.exit(2)
+    except Exception as e:
+        ue = user_error(e)
+        if ue is None:
+            raise  # a bug: the full traceback
+        print(one_line(ue), file=sys.stderr, flush=True)
+        sys.exit(2)
     finally:
+        _ONE_LINE["on"] = False
         if before is None:
             os.environ.pop("HYDRA_FULL_ERROR", None)
         else:

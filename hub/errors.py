@@ -38,6 +38,18 @@ class UserIndexError(UserError, IndexError):
     """An index out of range the user gave (layer, position...; also an IndexError)."""
 
 
+def user_error(err: BaseException | None) -> UserError | None:
+    """The UserError behind ``err``: itself, or the cause of the wrappers a config system adds
+    (Hydra's InstantiationException around an adapter's constructor); None for anything else."""
+    while err is not None:
+        if isinstance(err, UserError):
+            return err
+        if type(err).__name__ != "InstantiationException":
+            return None
+        err = err.__cause__
+    return None
+
+
 def one_line(err: BaseException) -> str:
     """The CLI's line for a user error: ``semantic-hub: error: <message on one line>``."""
     lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]

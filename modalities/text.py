@@ -165,10 +165,11 @@ class TextAdapter(Adapter):
         super().__init__()
         self.words_path, self.sentences_path, self.cloze_path = words, sentences, cloze
         info = language_info()
-        self.languages = list(languages) if languages else list(read_table(words).columns.drop("concept", errors="ignore"))
+        self.dominant, self.units, self.positions = dominant, list(units), positions
+        self.skipped = self._own_data_only()
+        self.languages = list(languages) if languages else self._table_languages()
         if dominant not in self.languages:
             self.languages = [dominant, *self.languages]
-        self.dominant, self.units, self.positions = dominant, list(units), positions
         for t in (word_template, sentence_template):
             if "{x}" not in t:
                 raise UserError(f"template {t!r} must contain {{x}} where the word or sentence goes")
@@ -177,6 +178,43 @@ class TextAdapter(Adapter):
         self.lang_names = {c: info.loc[c, "native"] for c in info.index}
         self.answer_words = {c: info.loc[c, "answer"] for c in info.index}
         self.lang_names.update(lang_names or {})
+
+    # ------------------------------------------------------------- data sources
+    def _sources(self) -> dict[str, Path]:
+        """The table of each similarity unit this run compares."""
+        paths = {"words": self.words_path, "sentences": self.sentences_path}
+        return {u: Path(paths[u]) for u in self.units if paths.get(u) is not None and u not in self.skipped}
+
+    def _own_data_only(self) -> dict[str, str]:
+        """Units left out because their table is the shipped one while the user gave another:
+        a run on your own words never mixes in the project's sentences unseen (or vice versa)."""
+        paths = {"words": self.words_path, "sentences": self.sentences_path}
+        used = {u: Path(p) for u, p in paths.items() if u in self.units and p is not None}
+        shipped = {u for u, p in used.items() if p.resolve().is_relative_to(DATA.resolve())}
+        if not shipped or shipped == set(used):
+            return {}
+        own = ", ".join(f"data.{u}={used[u]}" for u in used if u not in shipped)
+        return {u: f"the shipped {used[u].name} is left out because you gave {own} "
+                   f"(data.{u}=PATH adds your own {u})" for u in sorted(shipped)}
+
+    def _table_languages(self) -> list[str]:
+        """A run's default languages: the ISO 639-1 columns of its first table; the dominant one required."""
+        sources = self._sources() or {"words": Path(self.words_path)}
+        unit, path = next(iter(sources.items()))
+        codes = iso_codes()
+        id_col = "concept" if unit == "words" else "id"
+        langs = [c for c in read_table(path).columns if c in codes and c != id_col]
+        if self.dominant not in langs:
+            raise UserError(f"{path}: no column for the dominant language {self.dominant!r} (every language is "
+                            f"compared with it; the table has {langs}); expected a column {self.dominant!r}, or "
+                            f"model.dominant_lang set to one of the table's languages")
+        return langs
+
+    def describe(self) -> str:
+        """The adapter and which file each unit came from (in the report)."""
+        used = "; ".join(f"{u} from {p}" for u, p in self._sources().items())
+        skipped = "".join(f"; {u} not compared: {why}" for u, why in self.skipped.items())
+        return f"{type(self).__name__} ({self.modality}: {used}{skipped}; languages {self.languages})"
 
     # ------------------------------------------------------------- similarity
     def _limit(self, n: int) -> list[int]:
@@ -193,7 +231,7 @@ class TextAdapter(Adapter):
             if unit not in sources:
                 raise UserError(f"units: unknown unit {unit!r}; expected 'words' or 'sentences'")
             path, id_col, template = sources[unit]
-            if path is None:
+            if path is None or unit in self.skipped:
                 continue
             table = load_parallel(path, self.languages, id_column=id_col, single_word=(unit == "words"))
             self.drops.update({f"{unit}: {k}": v for k, v in table.drops.items()})

@@ -12,9 +12,10 @@ from sense inventories written for it by :func:`build_from_inventory`.
 
 Bad input. A malformed line or a gold file of the wrong length is an error naming file and
 line. An index outside its sentence, or a target word that cannot be found in a sentence
-(graded data without indices), is a counted drop. An indexed word that does not look like
-the target (``went`` for ``go``) is counted as a note and kept, or dropped with
-``check_target="drop"``.
+(graded data without indices), is a counted drop. An indexed word that is not a form of the
+target (``gear`` for ``carry``: a misaligned index) is counted as a note and kept, or dropped
+with ``check_target="drop"``; ordinary English inflections (carried, ran, studies, children)
+are forms of their lemma (modalities/inflections.py).
 
 Probe. For each input mode the target word is read as the mean over its sub-tokens:
 ``base`` (the sentence), ``repeat`` (the sentence twice, the word read in the second copy),
@@ -40,7 +41,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
+
 from hub.errors import UserError, UserFileError
+from modalities.inflections import is_inflection
+from modalities.text import iso_codes
 
 log = logging.getLogger(__name__)
 DATA = Path(__file__).parent / "data" / "wic"
@@ -93,15 +97,20 @@ def strip_punct(sentence: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
-def looks_like(target: str, word: str) -> bool:
-    """Is ``word`` plausibly an inflected form of ``target``? (a crude stem match, no lemmatiser:
-    ``banks``/``bank`` and ``carried``/``carry`` match, ``went``/``go`` does not)."""
+def looks_like(target: str, word: str, lang: str = "en") -> bool:
+    """Is ``word`` a form of ``target``? English: an ordinary inflection (regular rules and
+    irregulars, modalities.inflections: carry/carried, run/ran, child/children). Other languages
+    (no rules here): also a shared stem, a crude prefix match (``Flügel``/``Flügeln``)."""
     t, w = target.lower().strip(), word.lower().strip(_PUNCT)
+    if is_inflection(t, w):
+        return True
+    if lang == "en":
+        return False
     stem = t if len(t) <= 3 else t[: max(3, len(t) - 1)]
     return w.startswith(stem) or t.startswith(w) and len(w) >= 3
 
 
-def locate(sentence: str, target: str, index: int | None) -> tuple[tuple[int, int], bool]:
+def locate(sentence: str, target: str, index: int | None, lang: str = "en") -> tuple[tuple[int, int], bool]:
     """Character span of the target word and whether it looks like the target.
 
     ``index`` is the WiC word index; ``None`` searches the sentence for the target.
@@ -111,7 +120,7 @@ def locate(sentence: str, target: str, index: int | None) -> tuple[tuple[int, in
     if index is None:
         for s, e in spans:
             s, e = strip_punct(sentence, s, e)
-            if e > s and looks_like(target, sentence[s:e]):
+            if e > s and looks_like(target, sentence[s:e], lang):
                 return (s, e), True
         raise WicItemError("target word not in its sentence", f"{target!r} in {sentence!r}")
     if not 0 <= index < len(spans):
@@ -119,7 +128,7 @@ def locate(sentence: str, target: str, index: int | None) -> tuple[tuple[int, in
     s, e = strip_punct(sentence, *spans[index])
     if e <= s:
         raise WicItemError("index points at punctuation", f"word {index} of {sentence!r}")
-    return (s, e), looks_like(target, sentence[s:e])
+    return (s, e), looks_like(target, sentence[s:e], lang)
 
 
 # ------------------------------------------------------------------------ items
@@ -211,16 +220,17 @@ def split_files(root: str | Path, split: str) -> tuple[Path, Path | None]:
     return found[0], (gold if gold.is_file() else None)
 
 
-def locate_items(items: Sequence[WicItem], drops: Counter, notes: Counter, check_target: str = "warn"
-                 ) -> list[WicItem]:
-    """Find the target in both sentences; drop (counted) what cannot be read."""
+def locate_items(items: Sequence[WicItem], drops: Counter, notes: Counter, check_target: str = "warn",
+                 lang: str = "en") -> list[WicItem]:
+    """Find the target in both sentences; drop (counted) what cannot be read; ``lang`` picks the
+    target check (see looks_like)."""
     if check_target not in ("warn", "drop", "off"):
         raise UserError(f"check_target={check_target!r}: expected warn, drop or off")
     out = []
     for it in items:
         try:
-            sp1, ok1 = locate(it.s1, it.target, it.idx1)
-            sp2, ok2 = locate(it.s2, it.target, it.idx2)
+            sp1, ok1 = locate(it.s1, it.target, it.idx1, lang)
+            sp2, ok2 = locate(it.s2, it.target, it.idx2, lang)
         except WicItemError as e:
             drops[e.reason] += 1
             log.warning("%s: %s: dropped", it.where, e)
@@ -236,11 +246,13 @@ def locate_items(items: Sequence[WicItem], drops: Counter, notes: Counter, check
 
 def load_wic(root: str | Path, name: str | None = None, splits: Sequence[str] = ("train", "dev", "test"),
              check_target: str = "warn", max_items: int | None = None, seed: int = 0) -> WicSet:
-    """Load and locate a WiC directory; ``max_items`` subsamples each split (seeded)."""
+    """Load and locate a WiC directory; ``max_items`` subsamples each split (seeded). A set named
+    by a language code (``de``: XL-WiC style) is in that language, any other name in English."""
     ws = WicSet(name or Path(root).name, {})
+    lang = ws.name if ws.name in iso_codes() else "en"
     for split in splits:
         data, gold = split_files(root, split)
-        items = locate_items(read_wic(data, gold), ws.drops, ws.notes, check_target)
+        items = locate_items(read_wic(data, gold), ws.drops, ws.notes, check_target, lang)
         if max_items and len(items) > max_items:
             items = [items[i] for i in sorted(random.Random(seed).sample(range(len(items)), max_items))]
         ws.splits[split] = items
