@@ -198,7 +198,7 @@ def _config_line(e: BaseException) -> str:
     text = str(e) + (f"\n{e.__cause__}" if e.__cause__ is not None else "")
     out, listing = "", False
     for raw in text.splitlines():
-        line = raw.strip()
+        line = raw.strip().rstrip(".") if raw.strip().endswith(".") else raw.strip()
         if not line or line.startswith("To append to your config use"):
             continue
         if out.endswith(":"):
@@ -207,6 +207,11 @@ def _config_line(e: BaseException) -> str:
             out += f", {line}"
         else:
             out, listing = (f"{out}; {line}" if out else line), False
+    override = getattr(e, "override", None)
+    if override is not None:  # OverrideParseException: the override's syntax
+        out = out.split("; See https://")[0]
+        return one_line(UserError(f"cannot parse the override {override!r} ({out}), on the command line; "
+                                  "expected key=value in Hydra's override grammar (quote lists and dicts)"))
     return one_line(UserError(f"{out}, in the command-line overrides; expected an existing key or option "
                               "(semantic-hub --cfg job shows the config; +key=value adds a new key)"))
 

@@ -38,12 +38,20 @@ class UserIndexError(UserError, IndexError):
     """An index out of range the user gave (layer, position...; also an IndexError)."""
 
 
+# errors of other modules that are the user's (named, so this module imports none of them):
+# the model store's "no such model" and "not installed" (hub.store)
+USER_ERROR_TYPES = frozenset({"UnknownModelError", "ModelNotInstalledError"})
+
+
 def user_error(err: BaseException | None) -> UserError | None:
-    """The UserError behind ``err``: itself, or the cause of the wrappers a config system adds
-    (Hydra's InstantiationException around an adapter's constructor); None for anything else."""
+    """The UserError behind ``err``: itself, a USER_ERROR_TYPES error (as a UserError), or the
+    cause of the wrappers a config system adds (Hydra's InstantiationException around an
+    adapter's constructor); None for anything else (a bug)."""
     while err is not None:
         if isinstance(err, UserError):
             return err
+        if any(c.__name__ in USER_ERROR_TYPES for c in type(err).__mro__):
+            return UserError(str(err))
         if type(err).__name__ != "InstantiationException":
             return None
         err = err.__cause__

@@ -198,12 +198,11 @@ class TextAdapter(Adapter):
                    f"(data.{u}=PATH adds your own {u})" for u in sorted(shipped)}
 
     def _table_languages(self) -> list[str]:
-        """A run's default languages: the ISO 639-1 columns of its first table; the dominant one required."""
+        """A run's default languages: the columns of its first table but the id; the dominant one required."""
         sources = self._sources() or {"words": Path(self.words_path)}
         unit, path = next(iter(sources.items()))
-        codes = iso_codes()
         id_col = "concept" if unit == "words" else "id"
-        langs = [c for c in read_table(path).columns if c in codes and c != id_col]
+        langs = [c for c in read_table(path).columns if c != id_col]  # others: checked by load_parallel
         if self.dominant not in langs:
             raise UserError(f"{path}: no column for the dominant language {self.dominant!r} (every language is "
                             f"compared with it; the table has {langs}); expected a column {self.dominant!r}, or "
