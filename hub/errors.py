@@ -118,6 +118,9 @@ def check_device(device: Any, where: str = "device") -> str:
 def check_run_config(cfg: Mapping) -> None:
     """Validate run-level settings before any data or model is loaded (UserError on the first bad one)."""
     check_positive_int(cfg.get("batch_size", 16), "batch_size")
+    experiment = cfg.get("experiment") or {}
+    if experiment.get("batch_size") is not None:
+        check_positive_int(experiment.get("batch_size"), "experiment.batch_size")
     check_device(cfg.get("device", "cpu"))
     model = cfg.get("model") or {}
     if model.get("dtype") is not None:

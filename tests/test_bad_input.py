@@ -153,3 +153,16 @@ def test_a_real_process_prints_one_line(argv, tmp_path):
     assert r.returncode == 2, r.stderr
     assert len(r.stderr.splitlines()) == 1 and r.stderr.startswith("semantic-hub: error: "), r.stderr
     assert not (tmp_path / "out" / "results.csv").exists() and not (tmp_path / "out" / "report.md").exists()
+
+
+def test_device_checks_on_a_machine_with_two_gpus(monkeypatch):
+    """cuda:N beyond the machine's devices is named with the valid range (CUDA faked as present)."""
+    from hub.errors import UserError, check_device, check_run_config
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert check_device("cuda") == "cuda" and check_device("cuda:1") == "cuda:1"
+    with pytest.raises(UserError, match=r"device='cuda:3': this machine has 2 CUDA device\(s\); expected cuda:0..cuda:1"):
+        check_device("cuda:3")
+    with pytest.raises(UserError, match="experiment.batch_size=0"):
+        check_run_config({"batch_size": 4, "device": "cpu", "experiment": {"batch_size": 0}})
