@@ -190,7 +190,7 @@ class TextAdapter(Adapter):
         a run on your own words never mixes in the project's sentences unseen (or vice versa)."""
         paths = {"words": self.words_path, "sentences": self.sentences_path}
         used = {u: Path(p) for u, p in paths.items() if u in self.units and p is not None}
-        shipped = {u for u, p in used.items() if p.resolve().is_relative_to(DATA.resolve())}
+        shipped = {u for u, p in used.items() if _shipped(p)}
         if not shipped or shipped == set(used):
             return {}
         own = ", ".join(f"data.{u}={used[u]}" for u in used if u not in shipped)
@@ -308,6 +308,10 @@ class TextAdapter(Adapter):
     def _cloze_sentences(self, lang: str) -> dict[str, str]:
         if self.cloze_path is None:
             raise UserError("task=cloze needs a cloze table (data.cloze=PATH)")
+        if _shipped(self.cloze_path) and not _shipped(self.words_path):
+            raise UserError(f"task=cloze with your own words ({self.words_path}) and the shipped cloze table "
+                            f"({self.cloze_path}), which is written for the shipped words; expected your cloze "
+                            "table: data.cloze=PATH (columns concept, lang, sentence)")
         df = read_table(self.cloze_path)
         for col in ("concept", "lang", "sentence"):
             if col not in df.columns:
@@ -318,6 +322,11 @@ class TextAdapter(Adapter):
                 raise UserError(f"{self.cloze_path}: row {i + 2}: sentence must contain '___' exactly once")
             out[row["concept"]] = row["sentence"]
         return out
+
+
+def _shipped(path: str | Path) -> bool:
+    """Is ``path`` one of the project's own data files (modalities/data/)?"""
+    return Path(path).resolve().is_relative_to(DATA.resolve())
 
 
 def _drop_reason(target: str, english: str, ts: frozenset, ls: frozenset) -> str | None:

@@ -44,6 +44,16 @@ def test_languages_narrow_and_the_dominant_is_required(my_words, tmp_path):
         TextAdapter(words=no_en)
 
 
+def test_cloze_with_own_words_needs_own_cloze(my_words, tmp_path):
+    ad = TextAdapter(words=my_words)
+    with pytest.raises(UserError, match="data.cloze=PATH"):
+        ad.lens_task("cloze", "de", "de", None)
+    cloze = tmp_path / "cloze.csv"
+    cloze.write_text("concept,lang,sentence\n" + "".join(f"{c},de,Das ___ ist hier.\n" for c in
+                                                        ("dog", "cat", "house", "water", "book", "tree")))
+    assert TextAdapter(words=my_words, cloze=cloze)._cloze_sentences("de")["dog"] == "Das ___ ist hier."
+
+
 def test_shipped_data_alone_is_unchanged():
     ad = TextAdapter()
     assert ad.skipped == {} and len(ad.languages) == 12
