@@ -197,7 +197,7 @@ def _config_line(e: BaseException) -> str:
     """One line for an error Hydra found while composing the config (a bad override or choice)."""
     text = str(e) + (f"\n{e.__cause__}" if e.__cause__ is not None else "")
     out, listing = "", False
-    for raw in text.splitlines():
+    for raw in text.split("\nConfig search path")[0].splitlines():  # the search path is for developers
         line = raw.strip().rstrip(".") if raw.strip().endswith(".") else raw.strip()
         if not line or line.startswith("To append to your config use"):
             continue
