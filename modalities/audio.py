@@ -244,6 +244,7 @@ def load_speech(
     if kinds and "kind" in table:
         table = table[table["kind"].isin(list(kinds))]
     rows, clips, drops, repairs = [], [], Counter(), Counter()
+    unread: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for i, row in table.iterrows():
@@ -253,6 +254,7 @@ def load_speech(
                 if on_error == "raise":
                     raise
                 drops[e.reason] += 1
+                unread.append(f"{row['file']} ({e.reason})")
                 continue
             if not str(row["text"]).strip():
                 if on_error == "raise":
@@ -268,6 +270,10 @@ def load_speech(
     if repairs["truncated to the model window"]:
         warnings.warn(f"{folder}: {repairs['truncated to the model window']} clips longer than {max_seconds} s "
                       "were truncated", stacklevel=2)
+    if len(table) and not clips and unread:
+        raise UserError(f"{folder}: {len(unread)} of {len(table)} audio files could not be read: "
+                        f"{', '.join(unread[:10])}{', ...' if len(unread) > 10 else ''}; expected readable audio "
+                        "files with transcripts")
     return SpeechSet(table.loc[rows].reset_index(drop=True), clips, drops, repairs)
 
 

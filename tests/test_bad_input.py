@@ -37,6 +37,11 @@ def _files(tmp: Path) -> None:
     (imgs / "b.png").write_text("not an image at all")
     (imgs / "captions.csv").write_text("file,en,de\na.png,a red square,ein rotes Quadrat\n"
                                        "b.png,a blue circle,ein blauer Kreis\n")
+    speech = tmp / "speech"
+    speech.mkdir()
+    (speech / "a.wav").write_bytes(b"RIFF\x00\x00")
+    (speech / "b.wav").write_text("not audio")
+    (speech / "transcripts.csv").write_text("file,lang,text\na.wav,en,hello\nb.wav,de,hallo\n")
     (tmp / "code.jsonl").write_text('{"id": "f", "code": "def f(): pass", "en": "does nothing", "fr": "rien", '
                                     '"zh": "无"}\nnot json\n')
 
@@ -57,6 +62,9 @@ CASES = [  # (id, argv after the shell's quoting, words the error line must cont
      ["dup_words.csv", "4 of 5 rows are duplicates", "row 3 = row 2", "row 6 = row 2"]),
     ("unreadable images", ["model=tiny_llava", "progress=false", "cache.enabled=false", "experiment=image_similarity",
                            "modality.source=imgs"], ["2 of 2 images could not be read", "a.png", "b.png"]),
+    ("unreadable audio", ["model=tiny_whisper", "progress=false", "cache.enabled=false", "experiment=whisper_encoder",
+                          "modality.folder=speech", "modality.languages=[en,de]"],
+     ["2 of 2 audio files could not be read", "a.wav", "b.wav"]),
     # bad overrides (Hydra's composition)
     ("unknown key", TINY + ["foo=1"], ["foo", "not in struct"]),
     ("unknown experiment", TINY + ["experiment=nope"], ["experiment/nope", "crosslingual"]),
