@@ -69,9 +69,9 @@ def _label(cfg: DictConfig) -> str:
 
 def run_job(cfg: DictConfig, out: str | Path) -> Path:
     """Run the configured experiment into ``out``; returns the report path."""
+    check_run_config(cfg)  # before the heavy imports: a typo fails in a second
     from hub.context import RunContext
 
-    check_run_config(cfg)
     script = cfg.experiment.script
     try:
         module = importlib.import_module(script)
