@@ -152,6 +152,15 @@ def test_verbose_gives_the_traceback(tmp_path, monkeypatch, capfd):
     assert "Traceback" in err and "batch_size=0" in err
 
 
+def test_hydra_full_error_raises_the_user_error(tmp_path, monkeypatch):
+    from hub.errors import UserError
+
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    monkeypatch.setattr(sys, "argv", ["semantic-hub", *TINY, "batch_size=0", f"hydra.run.dir={tmp_path / 'out'}"])
+    with pytest.raises(UserError, match="batch_size=0"):
+        cli.main()  # the exception itself, with its whole traceback
+
+
 def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch):
     def broken(cfg, out):
         raise ZeroDivisionError("a bug, not the user's input")
