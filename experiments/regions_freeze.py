@@ -28,7 +28,7 @@ from hub.errors import UserError
 from experiments.regions_common import eval_rows, get_regions, load_splits, wants_mono
 from hub.context import RunContext
 from hub.perplexity import token_windows
-from hub.plots import save_fig
+from hub.plots import line_styles, save_fig
 from hub.regions import NONE, continue_pretraining, restoring, select_parameters
 
 
@@ -101,9 +101,11 @@ def report(ctx: RunContext, df: pd.DataFrame, lang: str) -> None:
     ax.grid(axis="y", alpha=0.3)
     ax = axes[1]
     loss = df[df.metric == "train_loss"]
-    for i, c in enumerate(conds):
+    styles = line_styles(conds, order=conds)
+    for c in conds:
         d = loss[loss.frozen == c]
-        ax.plot(d["step"], d["value"], color=f"C{i}", label=c)
+        ax.plot(d["step"], d["value"], color=styles[c]["color"], ls=styles[c]["ls"], marker=styles[c]["marker"],
+                markevery=max(1, len(d) // 8), label=c)
     ax.set_xlabel("step")
     ax.set_ylabel(f"training loss ({lang})")
     ax.grid(alpha=0.3)
