@@ -221,8 +221,8 @@ def main() -> None:
     from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 
     if not CONF_DIR.is_dir():
-        sys.exit(f"semantic-hub: config directory {CONF_DIR} not found; install the project editable "
-                 "(pip install -e .) from a clone of the repository")
+        sys.exit(one_line(UserError(f"config directory {CONF_DIR} not found, beside the installed package; "
+                                    "expected an editable install (pip install -e .) from a clone of the repository")))
     if _verbose(sys.argv[1:]):
         _hydra_main()
         return
