@@ -35,7 +35,6 @@ import string
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from itertools import combinations, product
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +44,8 @@ from torch import Tensor
 from hub.errors import UserError, UserFileError
 from modalities.inflections import is_inflection
 from modalities.text import iso_codes
+from modalities.wic_build import build_from_inventory  # noqa: F401  (re-exported)
+from modalities.wic_stats import auc, best_threshold, spearman_ci, wilson  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 DATA = Path(__file__).parent / "data" / "wic"
@@ -375,95 +376,3 @@ class WicProbe:
         """``[n, layer]`` cosine of the corrected vectors of each pair."""
         a, b = self.norm(vecs[0]), self.norm(vecs[1])
         return torch.nn.functional.cosine_similarity(a, b, dim=-1).numpy()
-
-
-# ------------------------------------------------------------------------ evaluation
-def best_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
-    """The cut (predict T when score > cut) with the best accuracy on these scores; among
-    equally good cuts the middle one, so the choice does not hug a data point."""
-    s = np.sort(np.unique(scores))
-    cuts = np.concatenate([[s[0] - 1e-6], (s[:-1] + s[1:]) / 2, [s[-1] + 1e-6]])
-    acc = np.array([((scores > c) == labels).mean() for c in cuts])
-    best = np.flatnonzero(acc == acc.max())
-    return float(cuts[best[len(best) // 2]])
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of a proportion k/n."""
-    if n == 0:
-        return float("nan"), float("nan")
-    p = k / n
-    den = 1 + z * z / n
-    mid = (p + z * z / (2 * n)) / den
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return float(mid - half), float(mid + half)
-
-
-def auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the ROC curve (probability a T pair outscores an F pair; ties count 1/2)."""
-    pos, neg = scores[labels], scores[~labels]
-    if not len(pos) or not len(neg):
-        return float("nan")
-    diff = pos[:, None] - neg[None, :]
-    return float(((diff > 0).sum() + 0.5 * (diff == 0).sum()) / diff.size)
-
-
-def spearman_ci(x: np.ndarray, y: np.ndarray, z: float = 1.96) -> tuple[float, float, float]:
-    """Spearman's rho with a Fisher-z interval (SE 1.06 / sqrt(n - 3), Fieller et al. 1957)."""
-    from scipy.stats import spearmanr
-
-    n = len(x)
-    rho = float(spearmanr(x, y).statistic)
-    if n < 4 or not np.isfinite(rho):
-        return rho, float("nan"), float("nan")
-    r = np.clip(rho, -0.999999, 0.999999)
-    half = z * 1.06 / np.sqrt(n - 3)
-    lo, hi = float(np.tanh(np.arctanh(r) - half)), float(np.tanh(np.arctanh(r) + half))
-    return rho, min(lo, rho), max(hi, rho)
-
-
-# ------------------------------------------------------------------------ building the shipped sets
-def build_from_inventory(inventory: str | Path, out_dir: str | Path, pairs_per_word: int = 3,
-                         fractions: tuple[float, float] = (0.5, 0.18), seed: int = 0) -> dict[str, int]:
-    """Write train/dev/test WiC files from a sense inventory (TSV: word, pos, sense, sentence
-    with the target form in braces, e.g. ``the {bank} of the river``).
-
-    Per word: ``pairs_per_word`` same-sense (T) and as many different-sense (F) pairs,
-    sampled with ``seed``. Splits are by *word* (train/dev/test words are disjoint), so no
-    sentence is seen in two splits. Returns the number of pairs per split.
-    """
-    inventory, out_dir = Path(inventory), Path(out_dir)
-    with inventory.open(encoding="utf-8", newline="") as fh:
-        rows = list(csv.DictReader(fh, delimiter="\t"))
-    words: dict[str, dict] = {}
-    for k, r in enumerate(rows, start=2):
-        m = re.search(r"\{([^}]+)\}", r["sentence"])
-        if not m:
-            raise UserError(f"{inventory}:{k}: no {{target}} in {r['sentence']!r}")
-        plain = r["sentence"].replace("{", "").replace("}", "")
-        index = len(r["sentence"][: m.start()].split())
-        words.setdefault(r["word"], {"pos": r["pos"], "senses": {}})["senses"].setdefault(r["sense"], []).append(
-            (plain, index))
-    rng = random.Random(seed)
-    names = sorted(words)
-    rng.shuffle(names)
-    n_train, n_dev = round(fractions[0] * len(names)), round(fractions[1] * len(names))
-    split_of = {w: ("train" if i < n_train else "dev" if i < n_train + n_dev else "test") for i, w in enumerate(names)}
-    lines: dict[str, list[tuple[str, str]]] = {"train": [], "dev": [], "test": []}
-    for w in sorted(words):
-        senses = list(words[w]["senses"].values())
-        same = [p for sent in senses for p in combinations(sent, 2)]
-        diff = [p for a, b in combinations(senses, 2) for p in product(a, b)]
-        if len(same) < pairs_per_word or len(diff) < pairs_per_word:
-            raise UserError(f"{inventory}: word {w!r} has too few sentences for {pairs_per_word} T and F pairs")
-        chosen = [(p, "T") for p in rng.sample(same, pairs_per_word)]
-        chosen += [(p, "F") for p in rng.sample(diff, pairs_per_word)]
-        for (x, y), gold in chosen:
-            if rng.random() < 0.5:
-                x, y = y, x
-            lines[split_of[w]].append((f"{w}\t{words[w]['pos']}\t{x[1]}-{y[1]}\t{x[0]}\t{y[0]}", gold))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for split, ls in lines.items():
-        (out_dir / f"{split}.data.txt").write_text("".join(d + "\n" for d, _ in ls), encoding="utf-8")
-        (out_dir / f"{split}.gold.txt").write_text("".join(g + "\n" for _, g in ls), encoding="utf-8")
-    return {s: len(ls) for s, ls in lines.items()}
