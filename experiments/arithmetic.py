@@ -18,6 +18,7 @@ import pandas as pd
 import torch
 from hydra.utils import instantiate
 
+from hub.errors import UserError
 from experiments.similarity import report_similarity
 from hub.compare import compare
 from hub.context import RunContext
@@ -73,7 +74,7 @@ def compare_states(ctx: RunContext, x: torch.Tensor, y: torch.Tensor, layers: li
     m = ctx.cfg.metric
     keep = [j for j in range(len(layers)) if _varies(x[:, j]) and _varies(y[:, j])]
     if not keep:
-        raise ValueError("every layer has a constant state over items on one side; nothing to compare")
+        raise UserError("every layer has a constant state over items on one side; nothing to compare")
     df = compare(x[:, keep].transpose(0, 1), y[:, keep].transpose(0, 1), metrics=tuple(m.names),
                  k=min(int(m.k), x.shape[0] - 1), csls=bool(m.csls), csls_k=int(m.csls_k), n_boot=int(m.n_boot),
                  ci=float(m.ci), seed=ctx.cfg.seed, clamp=m.get("clamp"), layers=[layers[j] for j in keep])

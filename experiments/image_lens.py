@@ -25,6 +25,7 @@ import torch
 from hydra.utils import instantiate
 
 from hub.context import RunContext
+from hub.errors import UserError
 from hub.lens import LogitLens
 from hub.plots import layer_curves
 from hub.readings import compare_curves, leads_text, min_prob_of, rule_text
@@ -101,7 +102,7 @@ def run(ctx: RunContext) -> pd.DataFrame:
                                         "ci_low": lo, "ci_high": hi, "n": len(keep)}))
     frames += colour_rows(hm, lens, items, flat, k, layers)
     if not frames:
-        raise ValueError(f"no items with usable noun token sets (drops: {drops})")
+        raise UserError(f"no items with usable noun token sets (drops: {drops})")
     df = ctx.add(pd.concat(frames, ignore_index=True), modality="image", task="image_lens", src="image")
     report(ctx, df, drops, k)
     return df

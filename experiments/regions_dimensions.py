@@ -20,6 +20,7 @@ import random
 import numpy as np
 import pandas as pd
 
+from hub.errors import UserError
 from experiments.regions_common import eval_rows, get_regions, load_splits, wants_mono
 from hub.context import RunContext
 from hub.plots import line_styles, save_fig
@@ -37,7 +38,7 @@ def run(ctx: RunContext) -> pd.DataFrame:
     cfg, hm = ctx.cfg, ctx.model
     e = cfg.experiment
     if e.mode not in ("zero", "scale"):
-        raise ValueError(f"experiment.mode must be 'zero' or 'scale', got {e.mode!r}")
+        raise UserError(f"experiment.mode must be 'zero' or 'scale', got {e.mode!r}")
     scoring, held_out = load_splits(cfg)
     regions = get_regions(ctx, hm, scoring, mono=wants_mono([e.region]))
     base = regions[str(e.region)]

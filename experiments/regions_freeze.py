@@ -24,6 +24,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from hub.errors import UserError
 from experiments.regions_common import eval_rows, get_regions, load_splits, wants_mono
 from hub.context import RunContext
 from hub.perplexity import token_windows
@@ -37,7 +38,7 @@ def run(ctx: RunContext) -> pd.DataFrame:
     scoring, held_out = load_splits(cfg)
     lang = str(e.train_lang)
     if lang not in scoring:
-        raise ValueError(f"experiment.train_lang={lang!r} is not among experiment.languages {list(scoring)}")
+        raise UserError(f"experiment.train_lang={lang!r} is not among experiment.languages {list(scoring)}")
     regions = get_regions(ctx, hm, scoring, mono=wants_mono(e.freeze))
     conditions = regions.resolve(list(e.freeze))
     train = token_windows(hm, scoring[lang], int(e.window), int(e.train_tokens), name=f"language {lang!r}")

@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 
 from hub.context import RunContext
+from hub.errors import UserError, UserFileError
 from hub.lens import LogitLens
 from hub.plots import layer_curves
 from hub.readings import compare_curves, curve, layer_ranges, min_prob_of, rule_text
@@ -39,21 +40,21 @@ def load_paragraphs(text_dir: Path, lang: str, dict_cfg: dict | None) -> list[tu
             if line.strip():
                 obj = json.loads(line)
                 if "text" not in obj or "words" not in obj:
-                    raise ValueError(f"{jsonl}: line {i}: expected fields 'text' and 'words'")
+                    raise UserError(f"{jsonl}: line {i}: expected fields 'text' and 'words'")
                 out.append((obj["text"], [tuple(w) for w in obj["words"]]))
         return out
     if txt.exists():
         d = _dictionary(lang, dict_cfg)
         paras = [p.strip() for p in txt.read_text(encoding="utf-8").split("\n\n") if p.strip()]
         return [(p, glossed_words(p, d, spaced=lang not in UNSPACED)) for p in paras]
-    raise FileNotFoundError(f"no running text for {lang!r}: expected {jsonl} or {txt}")
+    raise UserFileError(f"no running text for {lang!r}: expected {jsonl} or {txt}")
 
 
 def _dictionary(lang: str, cfg: dict | None):
     if not cfg:
         if lang == "zh":
             return load_cedict()
-        raise ValueError(f"running text {lang}.txt has no glosses: configure experiment.dictionaries.{lang} "
+        raise UserError(f"running text {lang}.txt has no glosses: configure experiment.dictionaries.{lang} "
                          "(kind: cedict | freedict | tsv and its paths)")
     kind = cfg["kind"]
     if kind == "cedict":
@@ -62,7 +63,7 @@ def _dictionary(lang: str, cfg: dict | None):
         return load_freedict(cfg["index"], cfg["data"], lang, cfg.get("english_headwords", True))
     if kind == "tsv":
         return load_tsv(cfg["path"], lang)
-    raise ValueError(f"dictionary kind {kind!r} for {lang}: expected cedict, freedict or tsv")
+    raise UserError(f"dictionary kind {kind!r} for {lang}: expected cedict, freedict or tsv")
 
 
 def word_positions(tokenizer, text: str, words: list, drops: Counter) -> list[tuple[int, str, str]]:
@@ -123,7 +124,7 @@ def run(ctx: RunContext) -> pd.DataFrame:
                 items.append((p, pos, surface, english, ts, es))
         drops_by_lang[lang] = dict(drops)
         if len(items) < 4:
-            raise ValueError(f"running text {lang}: only {len(items)} usable words after drops {dict(drops)}")
+            raise UserError(f"running text {lang}: only {len(items)} usable words after drops {dict(drops)}")
         states = hm.capture([t for t, _ in paras], layers=layers, positions="all", batch_size=cfg.batch_size)
         picked = torch.stack([states[p][:, pos] for p, pos, *_ in items])  # [n_words, layer, d]
         red = lens.reduce(picked, token_sets=[[list(ts), list(es)] for *_, ts, es in items])

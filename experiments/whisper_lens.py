@@ -24,6 +24,7 @@ import torch
 from experiments import whisper_common as wc
 from hub.context import RunContext
 from hub.describe import latent_reading
+from hub.errors import UserError
 from hub.lens import LogitLens
 from hub.plots import layer_curves
 from hub.readings import min_prob_of, rule_text
@@ -103,7 +104,7 @@ def run(ctx: RunContext) -> pd.DataFrame:
                               "p(English) max over layers": float(red["set_prob"][i, :, 1].max())}
                              for i, (s, t) in enumerate(zip(slots, top))]
     if not frames:
-        raise ValueError(f"no readable words in any language (drops: {drops})")
+        raise UserError(f"no readable words in any language (drops: {drops})")
     df = ctx.add(pd.concat(frames, ignore_index=True), modality="audio", task="whisper_lens")
     report(ctx, df, drops, pd.DataFrame(examples))
     return df
