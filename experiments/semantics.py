@@ -23,9 +23,9 @@ import torch
 from hydra.utils import instantiate
 
 from hub.context import RunContext
-from hub.layers import layer_ranges
 from hub.pairs import capture_side, compare_states
 from hub.plots import layer_curves
+from hub.readings import layer_ranges
 from hub.stats import bootstrap_mean_ci, wilson
 from hub.steps.similarity import report_similarity
 from modalities.semantics import VARIANTS

@@ -20,6 +20,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from hub.context import RunContext
+from hub.errors import UserError
 from hub.intervene import (Intervention, generate_with, mean_state_norm, next_token_logprobs_with, token_id,
                            unembedding_direction)
 from hub.steps.steering import (any_effect, best_cell, describe_cell, effect_figure, resolve_layers,
@@ -64,7 +65,7 @@ def run(ctx: RunContext) -> pd.DataFrame:
     v = unembedding_direction(hm, cfg.token_a, cfg.token_b)
     zero = token_id(hm, str(cfg.zero_token))
     if cfg.unit not in ("raw", "resid"):
-        raise ValueError(f"experiment.unit={cfg.unit!r}: expected 'raw' or 'resid'")
+        raise UserError(f"experiment.unit={cfg.unit!r}: expected 'raw' or 'resid'")
     unit = {k: (mean_state_norm(hm, prompts, k, "last", bs) / float(v.norm()) if cfg.unit == "resid" else 1.0)
             for k in layers}
     base_lp = next_token_logprobs_with(hm, prompts, None, token_ids=[zero], batch_size=bs)[:, 0]

@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from hub.context import RunContext
+from hub.errors import UserError
 from hub.intervene import Intervention, generate_with, mean_state_norm, next_token_logprobs_with
 from hub.model import HubModel
 from hub.results import atomic_write_text
@@ -61,7 +62,7 @@ def classifier_scores(path: str, positive_label: str, texts: list[str], batch_si
     out = clf(texts, batch_size=batch_size, truncation=True)
     labels = {d["label"] for d in out[0]}
     if positive_label not in labels:
-        raise ValueError(f"classifier {path}: label {positive_label!r} not among {sorted(labels)}; set "
+        raise UserError(f"classifier {path}: label {positive_label!r} not among {sorted(labels)}; set "
                          "experiment.classifier.positive_label")
     return np.array([next(d["score"] for d in o if d["label"] == positive_label) for o in out])
 

@@ -14,6 +14,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from hub.cache import ActivationCache, from_config
+from hub.errors import UserError
 from hub.model import HubModel, load_model
 from hub.report import Report
 from hub.results import tidy, write_results
@@ -43,7 +44,7 @@ def get_model(model_cfg: DictConfig, device: str = "cpu") -> HubModel:
         elif kind == "causal_lm":
             hm = load_model(path, dtype=dtype, device=device)
         else:
-            raise ValueError(f"model.kind={kind!r}: expected causal_lm, vlm, audio_lm, whisper or clip")
+            raise UserError(f"model.kind={kind!r}: expected causal_lm, vlm, audio_lm, whisper or clip")
         hm.name = name
         _MODEL_CACHE[key] = hm
     return _MODEL_CACHE[key]

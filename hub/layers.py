@@ -1,4 +1,4 @@
-"""Layer selection (the one parser of a ``layers`` config) and layer-range text.
+"""Layer selection: the one parser of a ``layers`` config (range text: hub.readings.layer_ranges).
 
 Layer index convention: 0 = embedding output (the input of block 1), k = output of block k,
 k = 1..L. Every model kind (causal LM, VLM, Whisper encoder/decoder, CLIP towers) and every
@@ -7,6 +7,8 @@ experiment turns its ``layers`` setting into a list through :func:`select_layers
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+from hub.errors import UserError, UserIndexError
 
 
 def select_layers(spec: Sequence[int | float] | int | str | None, n_layers: int, owner: str = "the model",
@@ -21,35 +23,22 @@ def select_layers(spec: Sequence[int | float] | int | str | None, n_layers: int,
     if spec is None or (isinstance(spec, str) and spec == "all"):
         return list(range(n_layers + 1))
     if isinstance(spec, str):
-        raise ValueError(f"layers={spec!r}: expected 'all', a layer index or a list of them")
+        raise UserError(f"layers={spec!r}: expected 'all', a layer index or a list of them")
     items = [spec] if isinstance(spec, (int, float)) else list(spec)
     out: list[int] = []
     for k in items:
         if fractions and isinstance(k, float) and not k.is_integer():
             if not 0 < k < 1:
-                raise ValueError(f"layer {k!r}: expected an int layer or a fraction of depth in (0, 1)")
+                raise UserError(f"layer {k!r}: expected an int layer or a fraction of depth in (0, 1)")
             k = min(n_layers, max(1, round(k * n_layers)))
         if fractions and isinstance(k, float):
             k = int(k)
         if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= n_layers:
-            raise IndexError(f"layer {k!r} is out of range for {owner}: valid layers are 0..{n_layers} "
+            raise UserIndexError(f"layer {k!r} is out of range for {owner}: valid layers are 0..{n_layers} "
                              f"(0 = embeddings, k = output of block k)")
         if k in out:
             if fractions:
                 continue
-            raise ValueError(f"layers {items} contain duplicates")
+            raise UserError(f"layers {items} contain duplicates")
         out.append(k)
     return out
-
-
-def layer_ranges(layers: Sequence[int]) -> str:
-    """``[1, 2, 3, 7]`` -> ``"1–3, 7"`` (``"none"`` when empty)."""
-    layers = list(layers)
-    if not layers:
-        return "none"
-    out, start = [], layers[0]
-    for prev, k in zip(layers, layers[1:] + [None]):
-        if k != prev + 1:
-            out.append(f"{start}" if start == prev else f"{start}–{prev}")
-            start = k
-    return ", ".join(out)

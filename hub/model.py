@@ -19,6 +19,7 @@ import torch.nn as nn
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from hub.errors import UserError
 from hub.families import Family, family_for, get_attr
 from hub.layers import select_layers
 from hub.positions import PositionSpec, make_reader
@@ -102,12 +103,12 @@ class HubModel:
         for i, t in enumerate(texts):
             if isinstance(t, str):
                 if not t.strip():
-                    raise ValueError(f"input {i} is an empty prompt: expected non-empty text")
+                    raise UserError(f"input {i} is an empty prompt: expected non-empty text")
                 ids = self.tokenizer(t, add_special_tokens=True)["input_ids"]
             else:
                 ids = list(t)
                 if not ids:
-                    raise ValueError(f"input {i} is an empty token sequence")
+                    raise UserError(f"input {i} is an empty token sequence")
             out.append(ids)
         return out
 

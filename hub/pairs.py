@@ -15,6 +15,7 @@ from torch import Tensor
 
 from hub.compare import compare
 from hub.contract import PairedSet, Side
+from hub.errors import UserError
 from hub.model import HubModel
 
 
@@ -39,7 +40,7 @@ def capture_side(hm: HubModel, side: Side, layers: Sequence[int] | str = "all", 
     st = hm.capture(side.inputs, layers=layers, positions=side.positions, spans=side.spans,
                     extra=side.extra, batch_size=batch_size, progress=progress)
     if isinstance(st, list):
-        raise ValueError(f"side {side.label!r}: positions='all' gives per-token states; use 'last', 'mean' or "
+        raise UserError(f"side {side.label!r}: positions='all' gives per-token states; use 'last', 'mean' or "
                          "indices for paired comparison")
     st = st.mean(2) if st.dim() == 4 else st
     if key is not None:
@@ -66,7 +67,7 @@ def compare_states(x: Tensor, y: Tensor, metric: Mapping, layers: Sequence[int],
     k = min(int(metric["k"]), n - 1)  # mutual k-NN needs k < n; small sets use n - 1
     keep = [j for j in range(len(layers)) if varies(x[:, j]) and varies(y[:, j])]
     if not keep:
-        raise ValueError(f"{where}: at every layer one side has the same state for all items; nothing to compare "
+        raise UserError(f"{where}: at every layer one side has the same state for all items; nothing to compare "
                          "(read other positions, e.g. positions=mean)")
     df = compare(x[:, keep].transpose(0, 1).float(), y[:, keep].transpose(0, 1).float(),
                  metrics=tuple(metric["names"]), k=k, csls=bool(metric["csls"]), csls_k=int(metric["csls_k"]),

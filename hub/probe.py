@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from hub.contract import Side
+from hub.errors import UserError
 from hub.model import HubModel
 from hub.pairs import capture_side
 
@@ -32,13 +33,13 @@ class Normalizer:
 
     def __post_init__(self) -> None:
         if self.kind not in NORMALIZE:
-            raise ValueError(f"normalize={self.kind!r}: expected one of {NORMALIZE}")
+            raise UserError(f"normalize={self.kind!r}: expected one of {NORMALIZE}")
 
     def fit(self, states: Tensor) -> Normalizer:
         """``states [n, layer, d]`` (the training split, both sides)."""
         if self.kind != "none":
             if states.shape[0] < 2:
-                raise ValueError(f"normalize={self.kind!r} needs at least 2 training vectors, got {states.shape[0]}")
+                raise UserError(f"normalize={self.kind!r} needs at least 2 training vectors, got {states.shape[0]}")
             self.mean = states.mean(0)
             self.std = states.std(0).clamp_min(1e-6)
         return self

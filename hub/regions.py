@@ -41,6 +41,7 @@ import torch.nn as nn
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from hub.errors import UserError, UserFileError, UserIndexError, UserKeyError
 from hub.model import HubModel
 from hub.perplexity import batch_nll, token_windows
 
@@ -257,9 +258,9 @@ def check_k(k: float) -> float:
     try:
         kf = float(k)
     except (TypeError, ValueError):
-        raise ValueError(f"k must be a fraction in (0, 1], got {k!r}") from None
+        raise UserError(f"k must be a fraction in (0, 1], got {k!r}") from None
     if not 0.0 < kf <= 1.0:
-        raise ValueError(f"k must be a fraction in (0, 1] (e.g. 0.01 for 1% per matrix), got {k!r}")
+        raise UserError(f"k must be a fraction in (0, 1] (e.g. 0.01 for 1% per matrix), got {k!r}")
     return kf
 
 
@@ -298,7 +299,7 @@ class RegionSet:
             return Mask(NONE, {n: i[:0] for n, i in any_mask.index.items()}, dict(any_mask.shapes),
                         dict(any_mask.identity))
         if name not in self.masks:
-            raise KeyError(f"unknown region {name!r}; this region set has: {', '.join(self.names)}")
+            raise UserKeyError(f"unknown region {name!r}; this region set has: {', '.join(self.names)}")
         return self.masks[name]
 
     def resolve(self, names: Sequence[str]) -> list[str]:
@@ -311,7 +312,7 @@ class RegionSet:
             elif n in self:
                 out.append(n)
             else:
-                raise KeyError(f"unknown region {n!r}; known: {', '.join(self.names)} (or 'mono' for all "
+                raise UserKeyError(f"unknown region {n!r}; known: {', '.join(self.names)} (or 'mono' for all "
                                f"monolingual regions)")
         return out
 
@@ -341,11 +342,17 @@ class RegionSet:
 
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"region file {path} does not exist")
-        with safe_open(str(path), framework="pt") as f:
+            raise UserFileError(f"region file {path} does not exist; expected a regions.safetensors written "
+                                "by regions_ablation")
+        try:
+            f = safe_open(str(path), framework="pt")
+        except Exception as e:  # noqa: BLE001 - safetensors raises its own SafetensorError (and OSError)
+            raise UserError(f"region file {path} is not a safetensors file ({e}); expected a regions.safetensors "
+                            "written by regions_ablation") from e
+        with f:
             md = f.metadata() or {}
             if md.get("format") != FORMAT:
-                raise ValueError(f"{path} is not a semantic-hub region file (format {md.get('format')!r}, "
+                raise UserError(f"{path} is not a semantic-hub region file (format {md.get('format')!r}, "
                                  f"expected {FORMAT!r})")
             meta = json.loads(md["meta"])
             shapes = {n: tuple(s) for n, s in json.loads(md["shapes"]).items()}
@@ -366,7 +373,7 @@ class RegionSet:
         if check_weights and "weights_sha256" in ident:
             params = _params_of(hm, mask)
             if weights_checksum(params) != ident["weights_sha256"]:
-                raise ValueError(f"regions were made for model {ident['model']!r} with other weights (weights "
+                raise UserError(f"regions were made for model {ident['model']!r} with other weights (weights "
                                  f"checksum differs from {hm.name!r}); pass check_weights=False to use them on "
                                  f"a fine-tuned copy on purpose")
 
@@ -415,17 +422,17 @@ def check_fits(hm: HubModel, mask: Mask) -> None:
     made_for = mask.identity.get("model", "?")
     for n, shape in mask.shapes.items():
         if n not in named:
-            raise ValueError(f"region {mask.name!r} (made for model {made_for!r}) names parameter {n!r}, "
+            raise UserError(f"region {mask.name!r} (made for model {made_for!r}) names parameter {n!r}, "
                              f"which {hm.name!r} does not have")
         if tuple(named[n].shape) != tuple(shape):
-            raise ValueError(f"region {mask.name!r} (made for model {made_for!r}) expects {n} of shape "
+            raise UserError(f"region {mask.name!r} (made for model {made_for!r}) expects {n} of shape "
                              f"{tuple(shape)}, but {hm.name!r} has {tuple(named[n].shape)}")
         idx = mask.index.get(n)
         if idx is None or idx.dtype != torch.int64 or (idx.numel() and int(idx.max()) >= _prod(shape)):
-            raise ValueError(f"region {mask.name!r}: indices of {n} are missing, not int64 or out of range")
+            raise UserError(f"region {mask.name!r}: indices of {n} are missing, not int64 or out of range")
     sha = mask.identity.get("shapes_sha256")
     if sha is not None and model_identity(hm, _params_of(hm, mask), weights=False)["shapes_sha256"] != sha:
-        raise ValueError(f"region {mask.name!r} was made for model {made_for!r}: the checksum of parameter "
+        raise UserError(f"region {mask.name!r} was made for model {made_for!r}: the checksum of parameter "
                          f"names/shapes/dtypes differs from {hm.name!r}")
 
 
@@ -527,7 +534,7 @@ def dimension_mask(hm: HubModel, region: Mask, dim: int, writers: Sequence[str] 
     """
     d = hm.d_model
     if not 0 <= int(dim) < d:
-        raise IndexError(f"dimension {dim} out of range for {hm.name} (d_model={d})")
+        raise UserIndexError(f"dimension {dim} out of range for {hm.name} (d_model={d})")
     modules = dict(hm.model.named_modules())
     named = dict(hm.model.named_parameters())
 

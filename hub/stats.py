@@ -14,13 +14,22 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from hub.errors import UserError
 
-def mean_ci(values: np.ndarray, z: float = 1.96) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean over axis 0 and its normal-approximation interval. ``[n, ...] -> 3 x [...]``."""
+
+def mean_ci(values: np.ndarray, z: float = 1.96, bounds: tuple[float, float] | None = None
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean over axis 0 and its normal-approximation interval. ``[n, ...] -> 3 x [...]``.
+
+    ``bounds``: the range of the quantity (``(0, 1)`` for probabilities); the interval is
+    clipped to it, so a band never shows impossible values (a probability below 0)."""
     n = values.shape[0]
     m = values.mean(0)
     half = z * values.std(0, ddof=1) / np.sqrt(n) if n > 1 else np.zeros_like(m)
-    return m, m - half, m + half
+    lo, hi = m - half, m + half
+    if bounds is not None:
+        lo, hi = np.clip(lo, *bounds), np.clip(hi, *bounds)
+    return m, lo, hi
 
 
 def bootstrap_indices(n: int, n_boot: int, seed: int = 0) -> np.ndarray:
@@ -39,7 +48,7 @@ def bootstrap_mean_ci(values: np.ndarray | Sequence[float], ci: float = 0.95, n_
     """
     x = np.asarray(values, dtype=float)
     if x.shape[0] == 0:
-        raise ValueError("bootstrap_mean_ci: no values: expected at least one unit")
+        raise UserError("bootstrap_mean_ci: no values: expected at least one unit")
     m = x.mean(0)
     if x.shape[0] == 1 or n_boot <= 0:
         return m, m.copy(), m.copy()

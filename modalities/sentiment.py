@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hub.errors import UserError, UserFileError
 from hub.model import HubModel
 
 NO_SPACE_LANGS = {"zh", "ja"}
@@ -35,7 +36,7 @@ def read_lexicon(path: str | Path, lang: str) -> Lexicon:
     """Read ``<+|->\\t<entry>`` lines (``#`` comments); both polarities must be non-empty."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"sentiment lexicon for {lang!r} not found at {path}: expected a file of "
+        raise UserFileError(f"sentiment lexicon for {lang!r} not found at {path}: expected a file of "
                                 "'+<TAB>word' / '-<TAB>word' lines")
     pos, neg = [], []
     for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
@@ -43,10 +44,10 @@ def read_lexicon(path: str | Path, lang: str) -> Lexicon:
             continue
         sign, _, word = line.partition("\t")
         if sign not in ("+", "-") or not word.strip():
-            raise ValueError(f"{path}:{i}: expected '+<TAB>word' or '-<TAB>word', got {line!r}")
+            raise UserError(f"{path}:{i}: expected '+<TAB>word' or '-<TAB>word', got {line!r}")
         (pos if sign == "+" else neg).append(word.strip())
     if not pos or not neg:
-        raise ValueError(f"{path}: needs positive and negative entries, got {len(pos)} and {len(neg)}")
+        raise UserError(f"{path}: needs positive and negative entries, got {len(pos)} and {len(neg)}")
     return Lexicon(lang, tuple(pos), tuple(neg))
 
 
@@ -59,7 +60,7 @@ def read_prompts(path: str | Path, langs: list[str]) -> dict[str, list[str]]:
             out.setdefault(lang, []).append(prompt)
     missing = [L for L in langs if not out.get(L)]
     if missing:
-        raise ValueError(f"{path}: no prompts for languages {missing}: expected 'lang<TAB>prompt' lines")
+        raise UserError(f"{path}: no prompts for languages {missing}: expected 'lang<TAB>prompt' lines")
     return {L: out[L] for L in langs}
 
 
@@ -76,7 +77,7 @@ class Split:
 def split_lexicon(lex: Lexicon, n_build: int, seed: int) -> Split:
     """Random ``n_build`` words per polarity build the vector; the rest are held out."""
     if not 0 < n_build < min(len(lex.positive), len(lex.negative)):
-        raise ValueError(f"n_build={n_build}: expected 1..{min(len(lex.positive), len(lex.negative)) - 1} "
+        raise UserError(f"n_build={n_build}: expected 1..{min(len(lex.positive), len(lex.negative)) - 1} "
                          f"for the {lex.lang} lexicon (some words must be held out)")
     rng = np.random.default_rng([seed, zlib.crc32(lex.lang.encode())])
     p, n = rng.permutation(len(lex.positive)), rng.permutation(len(lex.negative))

@@ -13,6 +13,7 @@ from hydra.utils import instantiate
 from torch import Tensor
 
 from hub.context import RunContext
+from hub.errors import UserError
 from hub.whisper import SAMPLE_RATE, WhisperHub, get_whisper
 from modalities.audio import AudioAdapter, SpeechSet
 
@@ -36,7 +37,7 @@ class Speech:
 def model(ctx: RunContext) -> WhisperHub:
     kind = ctx.cfg.model.get("kind", "causal_lm")
     if kind != "whisper":
-        raise ValueError(f"{ctx.cfg.experiment.name} needs a Whisper model (model.kind: whisper), got "
+        raise UserError(f"{ctx.cfg.experiment.name} needs a Whisper model (model.kind: whisper), got "
                          f"model={ctx.cfg.model.name} (kind {kind}); try model=whisper_base or model=tiny_whisper")
     return get_whisper(ctx.cfg.model, ctx.cfg.get("device", "cpu"))
 
@@ -45,14 +46,14 @@ def speech(ctx: RunContext) -> Speech:
     """The configured speech set, restricted to sentences spoken in every language."""
     adapter: AudioAdapter = instantiate(ctx.cfg.modality)
     if not isinstance(adapter, AudioAdapter):
-        raise ValueError(f"the Whisper experiments need modality=audio, got {type(adapter).__name__}")
+        raise UserError(f"the Whisper experiments need modality=audio, got {type(adapter).__name__}")
     s = adapter.load()
     langs = adapter.languages
     ids = s.aligned(langs, adapter.kind)
     if adapter.max_items:
         ids = ids[: adapter.max_items]
     if len(ids) < 4:
-        raise ValueError(f"only {len(ids)} items are spoken in all of {langs} (drops: {dict(s.drops)}); "
+        raise UserError(f"only {len(ids)} items are spoken in all of {langs} (drops: {dict(s.drops)}); "
                          "at least 4 are needed")
     rows = {lang: [s.by_id(lang, adapter.kind)[i] for i in ids] for lang in langs}
     return Speech(s, ids, rows, adapter)

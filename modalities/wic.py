@@ -12,9 +12,10 @@ from sense inventories written for it by :func:`build_from_inventory`.
 
 Bad input. A malformed line or a gold file of the wrong length is an error naming file and
 line. An index outside its sentence, or a target word that cannot be found in a sentence
-(graded data without indices), is a counted drop. An indexed word that does not look like
-the target (``went`` for ``go``) is counted as a note and kept, or dropped with
-``check_target="drop"``.
+(graded data without indices), is a counted drop. An indexed word that is not a form of the
+target (``gear`` for ``carry``: a misaligned index) is counted as a note and kept, or dropped
+with ``check_target="drop"``; ordinary English inflections (carried, ran, studies, children)
+are forms of their lemma (modalities/inflections.py).
 
 Inputs. For each input mode the target word is read as the mean over its sub-tokens:
 ``base`` (the sentence), ``repeat`` (the sentence twice, the word read in the second copy),
@@ -37,6 +38,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from hub.contract import Side
+from hub.errors import UserError, UserFileError
+from modalities.inflections import is_inflection
+from modalities.text import iso_codes
 
 log = logging.getLogger(__name__)
 DATA = Path(__file__).parent / "data" / "wic"
@@ -45,7 +49,7 @@ PROMPT = 'In this sentence "{sentence}", "{word}" means in one word: "'
 _PUNCT = string.punctuation + "“”‘’«»„…—–"
 
 
-class WicItemError(ValueError):
+class WicItemError(UserError):
     """One item cannot be used; ``reason`` is the drop category."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
@@ -62,7 +66,7 @@ def token_span(tokenizer, text: str, start: int, end: int) -> tuple[list[int], t
     ``HubModel.capture`` uses for ``spans``. Needs a fast tokenizer (offset mapping).
     """
     if not 0 <= start < end <= len(text):
-        raise ValueError(f"character span ({start}, {end}) is outside the text of {len(text)} characters: {text!r}")
+        raise UserError(f"character span ({start}, {end}) is outside the text of {len(text)} characters: {text!r}")
     if not getattr(tokenizer, "is_fast", False):
         raise TypeError("token_span needs a fast tokenizer (offset mapping); got " + type(tokenizer).__name__)
     enc = tokenizer(text, add_special_tokens=True, return_offsets_mapping=True)
@@ -88,15 +92,20 @@ def strip_punct(sentence: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
-def looks_like(target: str, word: str) -> bool:
-    """Is ``word`` plausibly an inflected form of ``target``? (a crude stem match, no lemmatiser:
-    ``banks``/``bank`` and ``carried``/``carry`` match, ``went``/``go`` does not)."""
+def looks_like(target: str, word: str, lang: str = "en") -> bool:
+    """Is ``word`` a form of ``target``? English: an ordinary inflection (regular rules and
+    irregulars, modalities.inflections: carry/carried, run/ran, child/children). Other languages
+    (no rules here): also a shared stem, a crude prefix match (``Flügel``/``Flügeln``)."""
     t, w = target.lower().strip(), word.lower().strip(_PUNCT)
+    if is_inflection(t, w):
+        return True
+    if lang == "en":
+        return False
     stem = t if len(t) <= 3 else t[: max(3, len(t) - 1)]
     return w.startswith(stem) or t.startswith(w) and len(w) >= 3
 
 
-def locate(sentence: str, target: str, index: int | None) -> tuple[tuple[int, int], bool]:
+def locate(sentence: str, target: str, index: int | None, lang: str = "en") -> tuple[tuple[int, int], bool]:
     """Character span of the target word and whether it looks like the target.
 
     ``index`` is the WiC word index; ``None`` searches the sentence for the target.
@@ -106,7 +115,7 @@ def locate(sentence: str, target: str, index: int | None) -> tuple[tuple[int, in
     if index is None:
         for s, e in spans:
             s, e = strip_punct(sentence, s, e)
-            if e > s and looks_like(target, sentence[s:e]):
+            if e > s and looks_like(target, sentence[s:e], lang):
                 return (s, e), True
         raise WicItemError("target word not in its sentence", f"{target!r} in {sentence!r}")
     if not 0 <= index < len(spans):
@@ -114,7 +123,7 @@ def locate(sentence: str, target: str, index: int | None) -> tuple[tuple[int, in
     s, e = strip_punct(sentence, *spans[index])
     if e <= s:
         raise WicItemError("index points at punctuation", f"word {index} of {sentence!r}")
-    return (s, e), looks_like(target, sentence[s:e])
+    return (s, e), looks_like(target, sentence[s:e], lang)
 
 
 # ------------------------------------------------------------------------ items
@@ -155,7 +164,7 @@ def _parse_index(field_: str, where: str) -> tuple[int | None, int | None]:
         return None, None
     m = re.fullmatch(r"(-?\d+)-(-?\d+)", f)
     if not m:
-        raise ValueError(f"{where}: index field {field_!r} is malformed; expected 'i-j' (word indices of the target "
+        raise UserError(f"{where}: index field {field_!r} is malformed; expected 'i-j' (word indices of the target "
                          "in sentence 1 and sentence 2)")
     return int(m.group(1)), int(m.group(2))
 
@@ -164,7 +173,7 @@ def read_wic(data: str | Path, gold: str | Path | None = None) -> list[WicItem]:
     """Read a ``*.data.txt`` file (and its ``*.gold.txt`` if given)."""
     data = Path(data)
     if not data.is_file():
-        raise FileNotFoundError(f"{data}: no such WiC data file (expected tab-separated target, POS, i-j, "
+        raise UserFileError(f"{data}: no such WiC data file (expected tab-separated target, POS, i-j, "
                                 "sentence 1, sentence 2)")
     items = []
     for ln, line in enumerate(data.read_text(encoding="utf-8").splitlines(), start=1):
@@ -173,7 +182,7 @@ def read_wic(data: str | Path, gold: str | Path | None = None) -> list[WicItem]:
         parts = line.split("\t")
         where = f"{data}:{ln}"
         if len(parts) != 5:
-            raise ValueError(f"{where}: expected 5 tab-separated fields (target, POS, i-j, sentence 1, sentence 2), "
+            raise UserError(f"{where}: expected 5 tab-separated fields (target, POS, i-j, sentence 1, sentence 2), "
                              f"got {len(parts)}")
         i, j = _parse_index(parts[2], where)
         items.append(WicItem(parts[0].strip(), parts[1].strip(), i, j, parts[3].strip(), parts[4].strip(),
@@ -182,11 +191,11 @@ def read_wic(data: str | Path, gold: str | Path | None = None) -> list[WicItem]:
         gold = Path(gold)
         labels = [g.strip() for g in gold.read_text(encoding="utf-8").splitlines() if g.strip()]
         if len(labels) != len(items):
-            raise ValueError(f"{gold}: {len(labels)} labels for {len(items)} items in {data}; "
+            raise UserError(f"{gold}: {len(labels)} labels for {len(items)} items in {data}; "
                              "expected one T/F per line")
         for k, (it, g) in enumerate(zip(items, labels), start=1):
             if g not in ("T", "F"):
-                raise ValueError(f"{gold}:{k}: label {g!r}; expected T or F")
+                raise UserError(f"{gold}:{k}: label {g!r}; expected T or F")
             it.label = g == "T"
     return items
 
@@ -195,27 +204,28 @@ def split_files(root: str | Path, split: str) -> tuple[Path, Path | None]:
     """``{split}.data.txt`` (and its gold file, if present) anywhere under ``root``."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such WiC directory (expected {{train,dev,test}}.data.txt and "
+        raise UserFileError(f"{root}: no such WiC directory (expected {{train,dev,test}}.data.txt and "
                                 ".gold.txt files)")
     found = sorted(root.rglob(f"{split}.data.txt")) or sorted(root.rglob(f"*{split}*.data.txt"))
     if not found:
-        raise FileNotFoundError(f"{root}: no {split}.data.txt (expected files named like {split}.data.txt)")
+        raise UserFileError(f"{root}: no {split}.data.txt (expected files named like {split}.data.txt)")
     if len(found) > 1:
-        raise ValueError(f"{root}: several data files for split {split!r}: {[str(p) for p in found]}")
+        raise UserError(f"{root}: several data files for split {split!r}: {[str(p) for p in found]}")
     gold = found[0].with_name(found[0].name.replace(".data.txt", ".gold.txt"))
     return found[0], (gold if gold.is_file() else None)
 
 
-def locate_items(items: Sequence[WicItem], drops: Counter, notes: Counter, check_target: str = "warn"
-                 ) -> list[WicItem]:
-    """Find the target in both sentences; drop (counted) what cannot be read."""
+def locate_items(items: Sequence[WicItem], drops: Counter, notes: Counter, check_target: str = "warn",
+                 lang: str = "en") -> list[WicItem]:
+    """Find the target in both sentences; drop (counted) what cannot be read; ``lang`` picks the
+    target check (see looks_like)."""
     if check_target not in ("warn", "drop", "off"):
-        raise ValueError(f"check_target={check_target!r}: expected warn, drop or off")
+        raise UserError(f"check_target={check_target!r}: expected warn, drop or off")
     out = []
     for it in items:
         try:
-            sp1, ok1 = locate(it.s1, it.target, it.idx1)
-            sp2, ok2 = locate(it.s2, it.target, it.idx2)
+            sp1, ok1 = locate(it.s1, it.target, it.idx1, lang)
+            sp2, ok2 = locate(it.s2, it.target, it.idx2, lang)
         except WicItemError as e:
             drops[e.reason] += 1
             log.warning("%s: %s: dropped", it.where, e)
@@ -231,11 +241,13 @@ def locate_items(items: Sequence[WicItem], drops: Counter, notes: Counter, check
 
 def load_wic(root: str | Path, name: str | None = None, splits: Sequence[str] = ("train", "dev", "test"),
              check_target: str = "warn", max_items: int | None = None, seed: int = 0) -> WicSet:
-    """Load and locate a WiC directory; ``max_items`` subsamples each split (seeded)."""
+    """Load and locate a WiC directory; ``max_items`` subsamples each split (seeded). A set named
+    by a language code (``de``: XL-WiC style) is in that language, any other name in English."""
     ws = WicSet(name or Path(root).name, {})
+    lang = ws.name if ws.name in iso_codes() else "en"
     for split in splits:
         data, gold = split_files(root, split)
-        items = locate_items(read_wic(data, gold), ws.drops, ws.notes, check_target)
+        items = locate_items(read_wic(data, gold), ws.drops, ws.notes, check_target, lang)
         if max_items and len(items) > max_items:
             items = [items[i] for i in sorted(random.Random(seed).sample(range(len(items)), max_items))]
         ws.splits[split] = items
@@ -247,21 +259,21 @@ def read_graded(path: str | Path, column: str = "mean_relatedness", drops: Count
     """RAW-C-style graded pairs (CSV, or TSV by ``.tsv`` suffix) with a numeric ``column``."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such graded file (expected columns word, sentence1, sentence2, {column})")
+        raise UserFileError(f"{path}: no such graded file (expected columns word, sentence1, sentence2, {column})")
     with path.open(encoding="utf-8", newline="") as fh:
         rows = list(csv.DictReader(fh, delimiter="\t" if path.suffix == ".tsv" else ","))
     cols = set(rows[0]) if rows else set()
     word_col = "word" if "word" in cols else "target"
     missing = [c for c in (word_col, "sentence1", "sentence2", column) if c not in cols]
     if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}; the file has {sorted(cols)}")
+        raise UserError(f"{path}: missing column(s) {missing}; the file has {sorted(cols)}")
     items = []
     for k, r in enumerate(rows, start=2):
         where = f"{path}:{k}"
         try:
             score = float(r[column])
         except ValueError:
-            raise ValueError(f"{where}: {column}={r[column]!r} is not a number") from None
+            raise UserError(f"{where}: {column}={r[column]!r} is not a number") from None
         idx = [int(r[c]) if r.get(c, "").strip() not in ("", None) else None for c in ("index1", "index2")]
         items.append(WicItem(r[word_col].strip(), r.get("pos", ""), idx[0], idx[1], r["sentence1"].strip(),
                              r["sentence2"].strip(), score=score, where=where))
@@ -281,7 +293,7 @@ class ModeInput:
 def mode_input(tokenizer, sentence: str, span: tuple[int, int], mode: str, template: str = PROMPT) -> ModeInput:
     """Build one sentence's input for ``mode`` (see module docstring)."""
     if mode not in MODES:
-        raise ValueError(f"mode={mode!r}: expected one of {MODES}")
+        raise UserError(f"mode={mode!r}: expected one of {MODES}")
     s, e = span
     if mode == "prompt":
         return ModeInput(template.format(sentence=sentence, word=sentence[s:e]), None)

@@ -11,6 +11,8 @@ import re
 from itertools import combinations, product
 from pathlib import Path
 
+from hub.errors import UserError
+
 
 def build_from_inventory(inventory: str | Path, out_dir: str | Path, pairs_per_word: int = 3,
                          fractions: tuple[float, float] = (0.5, 0.18), seed: int = 0) -> dict[str, int]:
@@ -28,7 +30,7 @@ def build_from_inventory(inventory: str | Path, out_dir: str | Path, pairs_per_w
     for k, r in enumerate(rows, start=2):
         m = re.search(r"\{([^}]+)\}", r["sentence"])
         if not m:
-            raise ValueError(f"{inventory}:{k}: no {{target}} in {r['sentence']!r}")
+            raise UserError(f"{inventory}:{k}: no {{target}} in {r['sentence']!r}")
         plain = r["sentence"].replace("{", "").replace("}", "")
         index = len(r["sentence"][: m.start()].split())
         words.setdefault(r["word"], {"pos": r["pos"], "senses": {}})["senses"].setdefault(r["sense"], []).append(
@@ -44,7 +46,7 @@ def build_from_inventory(inventory: str | Path, out_dir: str | Path, pairs_per_w
         same = [p for sent in senses for p in combinations(sent, 2)]
         diff = [p for a, b in combinations(senses, 2) for p in product(a, b)]
         if len(same) < pairs_per_word or len(diff) < pairs_per_word:
-            raise ValueError(f"{inventory}: word {w!r} has too few sentences for {pairs_per_word} T and F pairs")
+            raise UserError(f"{inventory}: word {w!r} has too few sentences for {pairs_per_word} T and F pairs")
         chosen = [(p, "T") for p in rng.sample(same, pairs_per_word)]
         chosen += [(p, "F") for p in rng.sample(diff, pairs_per_word)]
         for (x, y), gold in chosen:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from hub.contract import LensPrompts, PairedSet, Side
-from hub.layers import layer_ranges, select_layers
+from hub.layers import select_layers
 from hub.pairs import capture_side, compare_paired, compare_states
 from hub.stats import bootstrap_mean_ci, mean_ci
 from hub.testing import tiny_model
@@ -71,7 +71,6 @@ def test_select_layers_one_parser_for_every_model_kind():
     assert select_layers([0.44, 8, 0.45], 18, fractions=True) == [8]
     with pytest.raises(ValueError, match="fraction of depth"):
         select_layers([1.5], 18, fractions=True)
-    assert layer_ranges([1, 2, 3, 7, 9, 10]) == "1–3, 7, 9–10" and layer_ranges([]) == "none"
 
 
 def test_bootstrap_mean_ci_resamples_every_column_alike_and_mean_ci():

@@ -8,8 +8,8 @@ from hydra import compose, initialize_config_dir
 
 from experiments.steer_arithmetic import make_items, shot_pairs
 from experiments.steer_code import call_arguments
-from hub.steps.steering import resolve_layers
 from hub.stats import bootstrap_mean_ci
+from hub.steps.steering import resolve_layers
 from modalities.sentiment import Lexicon, LexiconScorer, read_lexicon, split_lexicon
 from hub.cli import CONF_DIR, DATA_DIR, run_job
 

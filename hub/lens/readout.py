@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -47,10 +48,10 @@ def lens_readout(
     rows = []
     n = len(prompts)
     for s, name in enumerate(set_names):
-        m, lo, hi = mean_ci(set_prob[:, :, s])
+        m, lo, hi = mean_ci(set_prob[:, :, s], bounds=(0.0, 1.0))
         rows += [{"metric": "lang_prob", "lang": name, "layer": k, "value": m[j], "ci_low": lo[j],
                   "ci_high": hi[j], "n": n} for j, k in enumerate(layer_list)]
-    m, lo, hi = mean_ci(ent)
+    m, lo, hi = mean_ci(ent, bounds=(0.0, np.inf))
     rows += [{"metric": "entropy", "layer": k, "value": m[j], "ci_low": lo[j], "ci_high": hi[j], "n": n}
              for j, k in enumerate(layer_list)]
     raw = {"set_prob": set_prob, "entropy": ent, "layers": layer_list}

@@ -13,6 +13,7 @@ from hub.describe import latent_reading
 from hub.lens.base import Lens
 from hub.lens.readout import lens_readout
 from hub.plots import layer_curves
+from hub.readings import min_prob_of
 
 
 def latent_language(ctx: RunContext, adapter, task: str, src: str, tgt: str, lens: Lens | None = None
@@ -37,7 +38,7 @@ def latent_language(ctx: RunContext, adapter, task: str, src: str, tgt: str, len
     ctx.report.section(
         f"Latent language: {task} {src} → {tgt}",
         f"{len(lt.prompts)} prompts; dropped {dict(lt.drops) or 'none'}. Example prompt:\n\n    {example}\n\n"
-        + latent_reading(df, tgt_name, latent),
+        + latent_reading(df, tgt_name, latent, min_prob_of(cfg)),
         figures=figs,
     )
     return df

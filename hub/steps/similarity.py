@@ -9,9 +9,10 @@ from tqdm.auto import tqdm
 from hub.context import RunContext
 from hub.contract import PairSource
 from hub.describe import similarity_reading
-from hub.layers import layer_ranges
+from hub.errors import UserError
 from hub.pairs import compare_paired
 from hub.plots import layer_curves
+from hub.readings import layer_ranges
 
 METRIC_LABELS = {
     "cos_adjusted": "cosine, paired − unpaired",
@@ -41,7 +42,7 @@ def paired_similarity(ctx: RunContext, adapter: PairSource, model: Any = None, h
             omitted[pset.name] = df.attrs["constant_layers"]
         frames.append(df)
     if not frames:
-        raise ValueError(f"{adapter.describe()} yielded no paired sets; check the modality config")
+        raise UserError(f"{adapter.describe()} yielded no paired sets; check the modality config")
     df = ctx.add(pd.concat(frames, ignore_index=True), modality=getattr(adapter, "modality", "unknown"))
     report_similarity(ctx, df, adapter, heading=heading or "Paired similarity per layer")
     report_constant_layers(ctx, omitted)
