@@ -19,7 +19,7 @@ import torch
 from hydra.utils import instantiate
 
 from experiments.similarity import report_similarity
-from hub.compare import compare
+from hub.metrics import compare
 from hub.context import RunContext
 from hub.pairs import capture_side
 from hub.plots import layer_curves

@@ -14,7 +14,7 @@ import torch
 from hydra.utils import instantiate
 from torch import Tensor
 
-from hub.compare import compare
+from hub.metrics import compare
 from hub.context import RunContext
 from hub.whisper import SAMPLE_RATE, WhisperHub, get_whisper
 from modalities.audio import AudioAdapter, SpeechSet
@@ -87,7 +87,7 @@ def varying_layers(x: Tensor, y: Tensor, eps: float = 1e-10) -> list[int]:
 
 
 def compare_states(x: Tensor, y: Tensor, metric: Mapping, layers: Sequence[int], seed: int = 0) -> pd.DataFrame:
-    """Comparator rows for paired states ``x, y: [n, layer, d]`` (hub.compare).
+    """Comparator rows for paired states ``x, y: [n, layer, d]`` (hub.metrics).
 
     Layers where either side is one vector for every item (no variance: CKA is undefined
     and cosines meaningless) are left out; their labels are in ``df.attrs["constant_layers"]``.

@@ -7,7 +7,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from hub.compare import compare
+from hub.metrics import compare
 from hub.model import HubModel
 from modalities.base import PairedSet, Side
 

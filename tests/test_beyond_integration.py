@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from experiments.semantics import hard_baseline_rows
-from hub.compare import compare
+from hub.metrics import compare
 from hub.pairs import capture_side
 from hub.readout import lens_readout
 from modalities.arithmetic import ArithmeticAdapter

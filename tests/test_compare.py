@@ -1,4 +1,4 @@
-"""Property tests for hub.compare: invariances, chance levels, nulls, CIs, errors.
+"""Property tests for hub.metrics: invariances, chance levels, nulls, CIs, errors.
 
 Tolerances are stated in standard errors of the statistic under test (derived from n or
 measured with the permutation null), not as magic numbers.
@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 import torch
 
-import hub.compare as hc
-from hub.compare import (
+import hub.metrics.engine as hc
+from hub.metrics import (
     COLUMNS,
     METRICS,
     cka,
