@@ -88,6 +88,6 @@ def _cknna(ch: Chunk) -> Part:
 register(Metric(
     "cknna", "neighbours", "CKA restricted to mutual k-NN pairs (Huh et al. 2024), cosine Grams, unbiased HSIC",
     "mean over item permutations of y", None, (-math.inf, math.inf),
-    frozenset({"orthogonal", "isotropic_scale", "item_scale", "item_permutation"}), _cknna,
+    frozenset({"orthogonal", "orthogonal_each", "isotropic_scale", "item_scale", "item_permutation"}), _cknna,
     needs=frozenset({"knn", "cos_gram"}), min_n=4, uses_k=True, ci="normal", null_baseline=True,
 ))

@@ -142,7 +142,7 @@ def _family(ch: Chunk) -> dict[str, Part]:
     return ch.cached("cka", make)  # type: ignore[return-value]
 
 
-_INV = frozenset({"orthogonal", "isotropic_scale", "translation", "item_permutation"})
+_INV = frozenset({"orthogonal", "orthogonal_each", "isotropic_scale", "translation", "item_permutation"})
 register(Metric(
     "cka", "cka", "linear CKA, biased HSIC (Kornblith et al. 2019) = the RV coefficient",
     "exact permutation mean tr K tr L / ((n-1) |K| |L|)", None, (0.0, 1.0), _INV,

@@ -44,6 +44,6 @@ def _mknn(ch: Chunk) -> Part:
 register(Metric(
     "mknn", "neighbours", "mutual k-NN alignment (Huh et al. 2024): mean_i |NN_x(i) & NN_y(i)| / k",
     "k / (n - 1)", lambda n, k: k / (n - 1), (0.0, 1.0),
-    frozenset({"orthogonal", "isotropic_scale", "item_scale", "item_permutation"}), _mknn,
+    frozenset({"orthogonal", "orthogonal_each", "isotropic_scale", "item_scale", "item_permutation"}), _mknn,
     needs=frozenset({"knn"}), uses_k=True, default=True,
 ))

@@ -84,6 +84,6 @@ register(Metric(
     "procrustes", "procrustes",
     "orthogonal Procrustes similarity ||X^T Y||_* / (||X||_F ||Y||_F) of centred X, Y (1 - normalised distance)",
     "mean over item permutations of y", None, (0.0, 1.0),
-    frozenset({"orthogonal", "isotropic_scale", "translation", "item_permutation"}), _procrustes,
+    frozenset({"orthogonal", "orthogonal_each", "isotropic_scale", "translation", "item_permutation"}), _procrustes,
     needs=frozenset({"gram"}), ci="normal", null_baseline=True,
 ))

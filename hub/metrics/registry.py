@@ -22,7 +22,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # Vocabulary of declared invariances (each one is tested for every metric that declares it):
 INVARIANCES: dict[str, str] = {
-    "orthogonal": "x -> x Q for an orthogonal Q (on either side)",
+    "orthogonal": "x -> x Q and y -> y Q for one orthogonal Q (a rotation of a shared space)",
+    "orthogonal_each": "x -> x Q, y -> y R for unrelated orthogonal Q, R (each side on its own)",
     "isotropic_scale": "x -> s x for a scalar s > 0 (on either side)",
     "translation": "x -> x + t for a vector t shared by all items (on either side)",
     "item_scale": "x_i -> s_i x_i for per-item scalars s_i > 0",

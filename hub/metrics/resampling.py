@@ -23,12 +23,11 @@ def boot_weights(n: int, n_boot: int, seed: int, device: torch.device) -> Tensor
     return w.to(device)
 
 
-def resample_indices(w: Tensor) -> Tensor:
-    """Item indices ``[B, n]`` of the resamples with multiplicities ``w: [B, n]`` (item i
-    repeated w_i times, in item order)."""
-    n = w.shape[1]
-    ar = torch.arange(n, device=w.device)
-    return torch.stack([torch.repeat_interleave(ar, row.long()) for row in w]) if len(w) else w.long()
+def resample_indices(w: Tensor) -> list[Tensor]:
+    """Item indices of each resample with multiplicities ``w: [B, n]`` (item i repeated w_i
+    times, in item order): B tensors ``[sum_i w_bi]``."""
+    ar = torch.arange(w.shape[1], device=w.device)
+    return [torch.repeat_interleave(ar, row.long()) for row in w]
 
 
 def permutations(n: int, n_perm: int, seed: int) -> Tensor:

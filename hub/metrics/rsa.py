@@ -76,6 +76,6 @@ def _rsa(ch: Chunk) -> Part:
 register(Metric(
     "rsa", "rsa", "RSA: Spearman correlation of the Euclidean RDMs' upper triangles (Kriegeskorte et al. 2008)",
     "mean over item permutations of y", None, (-1.0, 1.0),
-    frozenset({"orthogonal", "isotropic_scale", "translation", "item_permutation"}), _rsa,
+    frozenset({"orthogonal", "orthogonal_each", "isotropic_scale", "translation", "item_permutation"}), _rsa,
     needs=frozenset({"gram"}), min_n=3, ci="normal", null_baseline=True,
 ))
