@@ -88,3 +88,16 @@ def test_registry_rejects_bad_declarations():
         hm.register(spec)
     with pytest.raises(ValueError, match=r"unknown invariances \['rotation'\]"):
         hm.Metric("x", "f", "d", "b", None, (0.0, 1.0), frozenset({"rotation"}), spec.evaluate)
+
+
+@pytest.mark.parametrize("n", [512, 1100, 2048])
+def test_shared_gram_and_grouped_topk_are_exact(n):
+    """The block-symmetric Gram equals a full product; the grouped top-k picks torch.topk's set."""
+    from hub.metrics.shared import sym_gram, topk_indices
+
+    a = torch.randn(2, n, 24, generator=torch.Generator().manual_seed(n))
+    full = torch.bmm(a, a.transpose(1, 2))
+    torch.testing.assert_close(sym_gram(a), full, atol=1e-4, rtol=1e-5)
+    for k in (1, 10):
+        got = topk_indices(full, k).sort(-1).values
+        assert torch.equal(got, full.topk(k, dim=-1).indices.sort(-1).values), (n, k)
