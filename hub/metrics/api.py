@@ -122,16 +122,17 @@ def compare(
 
     Args:
         x, y: ``[layer, n, d]`` states (any float dtype, computed in fp32); ``x[:, i]`` is
-            paired with ``y[:, i]``. ``d`` may differ between x and y for ``cka``,
-            ``cka_debiased`` and ``mknn`` only.
+            paired with ``y[:, i]``. ``d`` may differ between x and y except for metrics
+            that compare them directly (cosine family, retrieval: ``same_width`` in the registry).
         metrics: names from :data:`METRICS` (default: all six) and :data:`EXTRA_METRICS`.
-        k: neighbours for ``mknn`` (1 <= k < n); chance is k / (n - 1).
+        k: neighbours for ``mknn`` and ``cknna`` (1 <= k < n); mknn's chance is k / (n - 1).
         csls, csls_k: retrieve with CSLS (hubness-corrected) instead of raw cosine, using
             csls_k neighbours for each side's mean similarity.
         n_boot, ci, seed: bootstrap resamples over items, interval coverage, RNG seed (the
             table is deterministic given the seed). ``n_boot=0`` disables the CI: ``ci_low``
             and ``ci_high`` are then NaN on purpose.
-        n_boot_cka: resamples for the CKA metrics (each recomputes CKA from the Grams);
+        n_boot_cka: resamples for the recomputed metrics (CKA, CKNNA, Procrustes, RSA: each
+            recomputes the metric on the resampled items);
             default ``min(n_boot, 20)``; interval = value +/- z * bootstrap SE.
         clamp: clip outlier dimensions before everything (see :func:`clamp_outliers`).
         center: subtract the item mean (``x_mean`` / ``y_mean`` if given, ``[d]`` or
@@ -141,6 +142,8 @@ def compare(
         layers: labels for the ``layer`` column (default ``0..L-1``).
         baseline: ``"analytic"`` (chance / unpaired value, see module docstring) or
             ``"permutation"``: mean score over ``n_perm`` random item shufflings of y.
+            Metrics with no analytic chance level (``cknna``, ``procrustes``, ``rsa``) always
+            take the permutation mean over ``n_perm`` shufflings as their baseline.
 
     Returns:
         DataFrame with columns ``metric, layer, value, baseline, ci_low, ci_high, n``.
