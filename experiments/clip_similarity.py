@@ -18,7 +18,7 @@ import pandas as pd
 from hydra.utils import instantiate
 
 from experiments.whisper_common import compare_states
-from hub.clip import get_clip
+from hub.models.clip import get_clip
 from hub.context import RunContext
 from hub.describe import similarity_reading
 from hub.plots import layer_curves

@@ -29,7 +29,7 @@ from hub.lens import LogitLens
 from hub.plots import layer_curves
 from hub.readout import mean_ci
 from hub.tokensets import token_set
-from hub.vlm import MultimodalHubModel, get_multimodal
+from hub.models.vlm import MultimodalHubModel, get_multimodal
 from modalities.synthetic_images import ImageItem
 
 

@@ -19,7 +19,7 @@ from experiments.similarity import report_similarity
 from experiments.whisper_common import compare_states
 from hub.context import RunContext
 from hub.pairs import capture_side
-from hub.vlm import get_multimodal
+from hub.models.vlm import get_multimodal
 
 
 def run(ctx: RunContext) -> pd.DataFrame:

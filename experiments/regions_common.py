@@ -20,7 +20,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from hub.context import RunContext
-from hub.model import HubModel
+from hub.models import HubModel
 from hub.perplexity import Perplexity, perplexities
 from hub.regions import MONO_PREFIX, RegionSet, accumulate_importance, build_regions
 

@@ -24,7 +24,7 @@ from experiments.steer_common import (any_effect, best_cell, describe_cell, effe
                                       summarise)
 from hub.context import RunContext
 from hub.intervene import Intervention, next_token_logprobs_with, token_id
-from hub.model import HubModel
+from hub.models import HubModel
 from hub.results import atomic_write_text
 from modalities.numbers import number_word
 

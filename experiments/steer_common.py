@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hub.model import HubModel
+from hub.models import HubModel
 from hub.plots import layer_curves
 
 

@@ -32,7 +32,7 @@ from experiments.steer_common import (any_effect, best_cell, describe_cell, effe
                                       summarise)
 from hub.context import RunContext
 from hub.intervene import Intervention, generate_with, mean_state_norm, next_token_logprobs_with
-from hub.model import HubModel
+from hub.models import HubModel
 from hub.results import atomic_write_text
 
 NO_SPACE_LANGS = {"zh", "ja"}

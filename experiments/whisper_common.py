@@ -16,7 +16,7 @@ from torch import Tensor
 
 from hub.compare import compare
 from hub.context import RunContext
-from hub.whisper import SAMPLE_RATE, WhisperHub, get_whisper
+from hub.models.whisper import SAMPLE_RATE, WhisperHub, get_whisper
 from modalities.audio import AudioAdapter, SpeechSet
 
 

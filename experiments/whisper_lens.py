@@ -28,7 +28,7 @@ from hub.lens import LogitLens
 from hub.plots import layer_curves
 from hub.readout import mean_ci
 from hub.tokensets import token_set
-from hub.whisper import WhisperHub
+from hub.models.whisper import WhisperHub
 from modalities.audio import find_words, lexicon
 
 

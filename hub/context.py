@@ -14,7 +14,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from hub.cache import ActivationCache, from_config
-from hub.model import HubModel, load_model
+from hub.models import HubModel, load_model
 from hub.report import Report
 from hub.results import tidy, write_results
 
@@ -24,7 +24,7 @@ _MODEL_CACHE: dict[tuple, HubModel] = {}
 def get_model(model_cfg: DictConfig, device: str = "cpu") -> HubModel:
     """Load (once per process) the model a config names; ``model.kind`` picks the loader.
 
-    The one model cache of the process: hub.vlm/whisper/clip ``get_*`` come through here too.
+    The one model cache of the process: hub.models.vlm/whisper/clip ``get_*`` come through here too.
     """
     kind = str(model_cfg.get("kind", "causal_lm"))
     path, dtype = str(model_cfg.path), str(model_cfg.get("dtype", "float32"))
@@ -32,13 +32,13 @@ def get_model(model_cfg: DictConfig, device: str = "cpu") -> HubModel:
     if key not in _MODEL_CACHE:
         name = str(model_cfg.name)
         if kind in ("vlm", "audio_lm"):
-            from hub.vlm import load_multimodal
+            from hub.models.vlm import load_multimodal
             hm = load_multimodal(path, dtype, device, name=name)
         elif kind == "whisper":
-            from hub.whisper import load_whisper
+            from hub.models.whisper import load_whisper
             hm = load_whisper(path, dtype, device, name=name)
         elif kind == "clip":
-            from hub.clip import load_clip
+            from hub.models.clip import load_clip
             hm = load_clip(path, model_cfg.get("pretrained"), device, name=name)
         elif kind == "causal_lm":
             hm = load_model(path, dtype=dtype, device=device)

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from hub.compare import compare
-from hub.model import HubModel
+from hub.models import HubModel
 from modalities.base import PairedSet, Side
 
 

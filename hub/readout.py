@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from hub.lens import LogitLens
-from hub.model import HubModel
+from hub.models import HubModel
 
 
 def mean_ci(values: np.ndarray, z: float = 1.96) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

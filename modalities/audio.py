@@ -305,7 +305,7 @@ class AudioAdapter(Adapter):
 
     def pairs(self, model=None) -> Iterator[PairedSet]:
         if not hasattr(model, "encode_audio"):
-            raise ValueError("AudioAdapter.pairs needs the audio-language model (hub.vlm.MultimodalHubModel), "
+            raise ValueError("AudioAdapter.pairs needs the audio-language model (hub.models.vlm.MultimodalHubModel), "
                              f"got {type(model).__name__}")
         speech = self.load()
         for lang in self.languages:

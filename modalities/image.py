@@ -198,7 +198,7 @@ class ImageAdapter(Adapter):
 
     def pairs(self, model=None) -> Iterator[PairedSet]:
         if not hasattr(model, "encode_image"):
-            raise ValueError("ImageAdapter.pairs needs the vision-language model (hub.vlm.MultimodalHubModel), got "
+            raise ValueError("ImageAdapter.pairs needs the vision-language model (hub.models.vlm.MultimodalHubModel), got "
                              f"{type(model).__name__}")
         items = self.items()
         image_side = None

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from helpers import run_cfg
-from hub.testing import tiny_tokenizer
+from hub.models.tiny import tiny_tokenizer
 from hub.tokensets import token_set
 from modalities.arithmetic import (ArithmeticAdapter, Expression, exclusive_sets, first_tokens, generate_expressions,
                                    parse_expression, read_expressions)

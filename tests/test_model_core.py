@@ -4,9 +4,9 @@ import math
 import pytest
 import torch
 
-from hub.families import Family, family_for
+from hub.models.families import Family, family_for
 from hub.lens import LogitLens
-from hub.testing import TINY_FAMILIES, tiny_model
+from hub.models.tiny import TINY_FAMILIES, tiny_model
 
 TEXTS = ["The cat sat on the mat.", "Le chat", "5+3=8 and one two three four", "猫在垫子上。"]
 
@@ -191,7 +191,7 @@ def test_hooks_removed_even_on_exception():
 
 def test_register_custom_family_works():
     # a family registered at run time is found by model_type and used for capture
-    from hub import families
+    from hub.models import families
     hm = tiny_model("llama")
     fam = Family("custom", ("custom_llama_test",), body="model")
     families.register_family(fam)

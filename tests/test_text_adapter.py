@@ -2,7 +2,7 @@
 import pytest
 
 from hub.readout import lens_readout, mean_ci
-from hub.testing import tiny_model, tiny_tokenizer
+from hub.models.tiny import tiny_model, tiny_tokenizer
 from hub.tokensets import Scheme, bytes_to_unicode, scheme_of, token_set
 from modalities.base import ADAPTERS, PairedSet, Side, build
 from modalities.text import TextAdapter, load_parallel

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from hub.pairs import compare_paired
-from hub.vlm import ProcessorError, encode_image, load_multimodal, tiny_multimodal
+from hub.models.vlm import ProcessorError, encode_image, load_multimodal, tiny_multimodal
 
 IMAGE_FAMILIES = {"llava": 16, "gemma3": 4, "qwen2_vl": None, "idefics3": 4}  # image tokens per image
 METRIC = {"names": ["cos_adjusted", "cka_debiased", "retrieval_top1"], "k": 3, "csls": False, "csls_k": 3,
@@ -144,7 +144,7 @@ def test_prompt_without_placeholder():
 def test_tiny_open_clip_towers_match_the_embeddings():
     import torch.nn.functional as F
 
-    from hub.clip import tiny_clip
+    from hub.models.clip import tiny_clip
     from modalities.synthetic_images import synthetic_items
 
     cm = tiny_clip()
@@ -162,7 +162,7 @@ def test_tiny_open_clip_towers_match_the_embeddings():
 def test_building_the_tiny_clip_leaves_process_logging_as_it_was():
     import logging
 
-    from hub.clip import tiny_clip
+    from hub.models.clip import tiny_clip
 
     root = logging.getLogger()
     before = root.level

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from hub.whisper import WhisperHub, load_whisper, tiny_whisper
+from hub.models.whisper import WhisperHub, load_whisper, tiny_whisper
 
 sys.path.insert(0, str(Path(__file__).parent))
 from helpers import run_cfg  # noqa: E402

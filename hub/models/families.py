@@ -82,7 +82,7 @@ def family_for(model: nn.Module) -> Family:
     known = ", ".join(sorted(FAMILIES))
     raise KeyError(
         f"model_type {mt!r} ({type(model).__name__}) is not in the family registry. Known: {known}. "
-        "Register it with hub.families.register_family(Family(name, (model_type,), body=..., blocks=..., "
+        "Register it with hub.models.families.register_family(Family(name, (model_type,), body=..., blocks=..., "
         "norm=..., embed=..., unembed=...)) giving the attribute paths of its decoder blocks, final norm, "
         "embedding and unembedding (see README, 'Adding a model family')."
     )

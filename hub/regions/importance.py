@@ -41,7 +41,7 @@ import torch.nn as nn
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from hub.model import HubModel
+from hub.models import HubModel
 from hub.perplexity import batch_nll, token_windows
 
 FORMAT = "semantic-hub.regions/1"

@@ -19,7 +19,7 @@ import torch.nn as nn
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from hub.families import Family, family_for, get_attr
+from hub.models.families import Family, family_for, get_attr
 from hub.positions import PositionSpec, make_reader
 
 
@@ -287,14 +287,14 @@ def load_model(
 ) -> HubModel:
     """Load a causal LM by store name, local directory or Hugging Face hub id.
 
-    ``tiny:<family>`` builds a random tiny model (hub.testing) for smoke runs.
+    ``tiny:<family>`` builds a random tiny model (hub.models.tiny) for smoke runs.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from hub.store import resolve
 
     if str(name_or_path).startswith("tiny:"):
-        from hub.testing import tiny_model
+        from hub.models.tiny import tiny_model
         return tiny_model(str(name_or_path).split(":", 1)[1])
     path = resolve(name_or_path)
     torch_dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype

@@ -1,7 +1,7 @@
 """Whisper in the hub: encoder states per layer, and the decoder as a HubModel for the lens.
 
 The decoder is Whisper's language model: a :class:`WhisperHub` is a HubModel whose blocks are
-the decoder layers (family ``whisper`` in hub/families.py: body ``model.decoder``, final
+the decoder layers (family ``whisper`` in hub/models/families.py: body ``model.decoder``, final
 norm ``layer_norm``, unembedding ``proj_out``), so capture, hooks and the logit lens work as
 for any LM. Its batch forward feeds the token batch to the decoder (``decoder_input_ids``,
 mask and position ids of the left-padded batch) and the audio through ``extra``: either
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hub.model import Batch, HubModel
+from hub.models.model import Batch, HubModel
 
 SAMPLE_RATE = 16_000
 FRAMES_PER_SECOND = 50  # encoder frames per second of audio (10 ms hop, stride-2 conv)
@@ -232,7 +232,7 @@ def tiny_whisper(seed: int = 0, n_mels: int = 16) -> WhisperHub:
     """A random Whisper (2+2 layers, d=32) with the tiny tokenizer plus Whisper's special tokens."""
     from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration
 
-    from hub.vlm import tiny_mm_tokenizer
+    from hub.models.vlm import tiny_mm_tokenizer
 
     tok = tiny_mm_tokenizer({}, WHISPER_SPECIALS)
     ids = {t: tok.convert_tokens_to_ids(t) for t in WHISPER_SPECIALS}

@@ -65,7 +65,7 @@ def tiny_model(family: str = "llama", seed: int = 0, **kw):
     """A HubModel over a random tiny model of ``family`` with the tiny tokenizer."""
     from transformers import AutoModelForCausalLM
 
-    from hub.model import HubModel
+    from hub.models.model import HubModel
 
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(tiny_config(family, **kw), dtype=torch.float32)

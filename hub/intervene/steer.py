@@ -31,7 +31,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from hub.model import HubModel
+from hub.models import HubModel
 from hub.positions import PositionSpec
 
 Mode = Literal["add", "replace"]

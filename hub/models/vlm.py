@@ -4,7 +4,7 @@ A multimodal model (LLaVA, Gemma 3, Qwen2-VL, Idefics3/SmolVLM, Qwen2-Audio) is 
 processor. The processor expands the image (or audio) placeholder into one token per image
 patch (audio frame); the model replaces those token embeddings with the encoder's features.
 We keep the expanded token ids, the span of placeholder tokens and the encoder inputs
-(``pixel_values`` ...) per item, and the ordinary :class:`hub.model.HubModel` capture runs
+(``pixel_values`` ...) per item, and the ordinary :class:`hub.models.model.HubModel` capture runs
 the top-level model with hooks on the inner language model's blocks. Per family, the batch
 forward adds what the language model needs for left-padded batches:
 
@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hub.families import FAMILIES, Family, get_attr
-from hub.model import Batch, HubModel
+from hub.models.families import FAMILIES, Family, get_attr
+from hub.models.model import Batch, HubModel
 
 # Token-aligned processor outputs: rebuilt from the padded batch, never stacked per item.
 TOKEN_ALIGNED = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids", "position_ids")
@@ -256,11 +256,11 @@ _TINY_TOKENS = {
 
 
 def tiny_mm_tokenizer(named: dict[str, str], extra: Sequence[str] = ()):
-    """hub.testing's tiny tokenizer plus named multimodal special tokens (a fresh copy)."""
+    """hub.models.tiny's tiny tokenizer plus named multimodal special tokens (a fresh copy)."""
     from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast
 
-    from hub.testing import tiny_tokenizer
+    from hub.models.tiny import tiny_tokenizer
 
     backend = Tokenizer.from_str(tiny_tokenizer().backend_tokenizer.to_str())
     backend.add_special_tokens([*named.values(), *extra])
