@@ -29,7 +29,7 @@ from hub.lens import LogitLens
 from hub.plots import layer_curves
 from hub.readout import mean_ci
 from hub.tokensets import token_set
-from hub.models.vlm import MultimodalHubModel, get_multimodal
+from hub.models.vlm import MultimodalHubModel
 from modalities.synthetic_images import ImageItem
 
 
@@ -63,7 +63,7 @@ def image_positions(hm: MultimodalHubModel, items: list[ImageItem], prompt, max_
 
 def run(ctx: RunContext) -> pd.DataFrame:
     cfg = ctx.cfg
-    hm = get_multimodal(cfg.model, cfg.get("device", "cpu"))
+    hm = ctx.model
     adapter = instantiate(cfg.modality)
     items = adapter.items()
     layers = hm.check_layers(cfg.experiment.layers)

@@ -19,12 +19,11 @@ from experiments.similarity import report_similarity
 from experiments.whisper_common import compare_states
 from hub.context import RunContext
 from hub.pairs import capture_side
-from hub.models.vlm import get_multimodal
 
 
 def run(ctx: RunContext) -> pd.DataFrame:
     cfg = ctx.cfg
-    hm = get_multimodal(cfg.model, cfg.get("device", "cpu"))
+    hm = ctx.model
     adapter = instantiate(cfg.modality)
     layers = hm.check_layers(cfg.experiment.layers)
     captured: dict[int, object] = {}  # id(side) -> [n, layer, d]; the adapter reuses the image side

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from hub.compare import compare
 from hub.context import RunContext
-from hub.models.whisper import SAMPLE_RATE, WhisperHub, get_whisper
+from hub.models.whisper import SAMPLE_RATE, WhisperHub
 from modalities.audio import AudioAdapter, SpeechSet
 
 
@@ -41,7 +41,7 @@ def model(ctx: RunContext) -> WhisperHub:
     if kind != "whisper":
         raise ValueError(f"{ctx.cfg.experiment.name} needs a Whisper model (model.kind: whisper), got "
                          f"model={ctx.cfg.model.name} (kind {kind}); try model=whisper_base or model=tiny_whisper")
-    return get_whisper(ctx.cfg.model, ctx.cfg.get("device", "cpu"))
+    return ctx.model
 
 
 def speech(ctx: RunContext) -> Speech:

@@ -164,12 +164,22 @@ def _plain(x: Any) -> Any:
     return x
 
 
+# Hooks that only record outputs and never change them: transformers 5 installs these for good on
+# the first forward of some sub-models (e.g. a VLM's vision tower); they must not bypass the cache.
+_PASSIVE_HOOK_MODULES = ("transformers.utils.output_capturing",)
+
+
+def _active(hooks: Mapping) -> bool:
+    return any(getattr(fn, "__module__", None) not in _PASSIVE_HOOK_MODULES for fn in hooks.values())
+
+
 def _has_hooks(model: torch.nn.Module) -> bool:
+    """Whether hooks that may change the states are attached (then captures bypass the cache)."""
     from torch.nn.modules import module as m
 
-    if m._global_forward_hooks or m._global_forward_pre_hooks:
+    if _active(m._global_forward_hooks) or _active(m._global_forward_pre_hooks):
         return True
-    return any(mod._forward_hooks or mod._forward_pre_hooks for mod in model.modules())
+    return any(_active(mod._forward_hooks) or _active(mod._forward_pre_hooks) for mod in model.modules())
 
 
 # --------------------------------------------------------------------------------- cache

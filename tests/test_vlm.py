@@ -13,7 +13,9 @@ import torch
 from PIL import Image
 
 from hub.pairs import compare_paired
-from hub.models.vlm import ProcessorError, encode_image, load_multimodal, tiny_multimodal
+from hub.models import load_model
+from hub.models.tiny import tiny_multimodal
+from hub.models.vlm import ProcessorError, encode_image
 
 IMAGE_FAMILIES = {"llava": 16, "gemma3": 4, "qwen2_vl": None, "idefics3": 4}  # image tokens per image
 METRIC = {"names": ["cos_adjusted", "cka_debiased", "retrieval_top1"], "k": 3, "csls": False, "csls_k": 3,
@@ -129,7 +131,7 @@ def test_missing_processor_is_a_clear_error(tmp_path):
     hm.model.save_pretrained(tmp_path)
     hm.tokenizer.save_pretrained(tmp_path)
     with pytest.raises(ProcessorError, match=str(tmp_path) + r".*processor"):
-        load_multimodal(str(tmp_path))
+        load_model(str(tmp_path), kind="vlm")
     with pytest.raises(ProcessorError, match="has no image processor"):
         encode_image(hm.tokenizer, images(1)[0])
 
@@ -144,7 +146,7 @@ def test_prompt_without_placeholder():
 def test_tiny_open_clip_towers_match_the_embeddings():
     import torch.nn.functional as F
 
-    from hub.models.clip import tiny_clip
+    from hub.models.tiny import tiny_clip
     from modalities.synthetic_images import synthetic_items
 
     cm = tiny_clip()
@@ -162,7 +164,7 @@ def test_tiny_open_clip_towers_match_the_embeddings():
 def test_building_the_tiny_clip_leaves_process_logging_as_it_was():
     import logging
 
-    from hub.models.clip import tiny_clip
+    from hub.models.tiny import tiny_clip
 
     root = logging.getLogger()
     before = root.level

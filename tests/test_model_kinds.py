@@ -1,0 +1,39 @@
+"""Model kinds: every kind's experiment capture reads the activation cache on a second run."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from helpers import run_cfg
+
+from hub import context
+from hub.models import tiny
+
+# (experiment, tiny model of a kind other than causal_lm, size overrides)
+KIND_RUNS = [
+    ("image_similarity", "tiny_llava", ["modality.languages=[en,de]"]),
+    ("clip_similarity", "tiny_clip", ["modality.languages=[en,de]"]),
+    ("whisper_encoder", "tiny_whisper", ["modality.max_items=4"]),
+]
+
+
+def _cache_stats(report: Path) -> tuple[int, int]:
+    """(hits, misses) from the report's 'activation cache' line."""
+    m = re.search(r"^- activation cache: (\d+) hits, (\d+) misses", report.read_text(encoding="utf-8"), re.M)
+    assert m, "the report has no activation-cache line"
+    return int(m[1]), int(m[2])
+
+
+@pytest.mark.parametrize("experiment, model, extra", KIND_RUNS, ids=[r[0] for r in KIND_RUNS])
+def test_second_run_reads_the_activation_cache(experiment, model, extra, tmp_path):
+    cache = [f"experiment={experiment}", f"model={model}", "cache.enabled=true", f"cache.dir={tmp_path / 'acts'}",
+             *extra]
+    first = _cache_stats(run_cfg(cache, tmp_path / "first"))
+    context._MODEL_CACHE.clear()  # as in a new process: a fresh model object, no in-process memo
+    tiny.clear()
+    second = _cache_stats(run_cfg(cache, tmp_path / "second"))
+    assert first[1] > 0, f"{experiment}: the first run captured nothing through the cache ({first})"
+    assert second == (sum(first), 0), f"{experiment}: second run {second} after a first run with {first}"
+    assert (tmp_path / "first" / "results.csv").read_bytes() == (tmp_path / "second" / "results.csv").read_bytes()
