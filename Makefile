@@ -1,5 +1,7 @@
 # Two commands on a fresh clone: `make demo` and `make test`. Both bootstrap .venv,
-# install the project and acquire the default model; finished steps are skipped.
+# install the project with the exact versions of constraints.txt (those the suite last passed
+# on) and acquire the default model; finished steps are skipped. `make test-latest` runs the
+# suite in .venv-latest on the newest versions pyproject.toml's ranges allow.
 PYTHON      ?= python3
 VENV        := .venv
 PY          := $(VENV)/bin/python
@@ -9,25 +11,26 @@ TORCH_SPEC  ?= torch==2.14.1 torchvision==0.29.1 torchaudio==2.11.0
 MODEL       ?= gemma3_270m
 # the offline models the integration tests use
 TEST_MODELS ?= gemma3_270m smollm2_135m whisper_base
+CONSTRAINTS := constraints.txt
 STAMP       := $(VENV)/.semantic-hub-installed
 TEST_STAMP  := $(VENV)/.semantic-hub-test-installed
 PYTEST_ARGS ?=
 
-.PHONY: install install-test model demo test test-unit bench clean-venv
+.PHONY: install install-test model demo test test-unit test-latest constraints bench clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(PY)
-	$(PIP) install -q $(TORCH_SPEC)
-	$(PIP) install -q -e .
+$(STAMP): pyproject.toml $(CONSTRAINTS) | $(PY)
+	$(PIP) install -q -c $(CONSTRAINTS) $(TORCH_SPEC)
+	$(PIP) install -q -c $(CONSTRAINTS) -e .
 	touch $(STAMP)
 
 # test extras, plus Ray for the local-Ray sweep test (hydra-ray-launcher's cloudpickle<3 pin is
 # for its AWS launcher only, so it goes in without its dependencies)
 $(TEST_STAMP): $(STAMP)
-	$(PIP) install -q -e '.[test]'
-	$(PIP) install -q 'ray>=2.9' && $(PIP) install -q --no-deps 'hydra-ray-launcher>=1.2.2'
+	$(PIP) install -q -c $(CONSTRAINTS) -e '.[test]'
+	$(PIP) install -q -c $(CONSTRAINTS) 'ray>=2.9' && $(PIP) install -q -c $(CONSTRAINTS) --no-deps 'hydra-ray-launcher>=1.2.2'
 	touch $(TEST_STAMP)
 
 install: $(STAMP)
@@ -44,6 +47,23 @@ test: $(TEST_STAMP)
 	$(VENV)/bin/semantic-hub-models fetch $(TEST_MODELS)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+# the newest versions the ranges allow, in a venv of its own (torch stays at TORCH_SPEC: the
+# machine's local wheels); prints what it installed, then runs the whole suite
+LATEST      := .venv-latest
+test-latest:
+	rm -rf $(LATEST) && $(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/pip install -q $(TORCH_SPEC)
+	$(LATEST)/bin/pip install -q --upgrade -e '.[test]'
+	$(LATEST)/bin/pip install -q --upgrade 'ray>=2.9' && $(LATEST)/bin/pip install -q --no-deps 'hydra-ray-launcher>=1.2.2'
+	$(LATEST)/bin/pip freeze --exclude-editable | grep -iE '^(torch|transformers|accelerate|tokenizers|numpy|pandas|scipy|hydra-core|open.clip.torch|matplotlib)=='
+	$(LATEST)/bin/semantic-hub-models fetch $(TEST_MODELS)
+	$(LATEST)/bin/python -m pytest -q $(PYTEST_ARGS)
+
+# rewrite constraints.txt from .venv after the suite passed there: a version change is a commit
+constraints: $(TEST_STAMP)
+	{ sed -n '1,3p' $(CONSTRAINTS); $(PIP) freeze --exclude-editable | grep -v '^-e'; } > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)
+
 test-unit: $(TEST_STAMP)
 	$(PY) -m pytest -q -m "not integration" $(PYTEST_ARGS)
 
@@ -57,4 +77,4 @@ bench: install
 	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(LATEST)
