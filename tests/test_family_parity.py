@@ -14,8 +14,6 @@ from hub.lens import LogitLens
 from hub.models import FAMILIES
 from hub.models.tiny import TINY_FAMILIES, TINY_MULTIMODAL, tiny_config, tiny_multimodal, tiny_whisper
 
-# registered model types without a tiny model yet (their family's paths are shared with a covered type)
-NO_TINY = {"llava_next": "llava", "llava_onevision": "llava", "qwen2_5_vl": "qwen2_vl", "smolvlm": "idefics3"}
 TEXTS = ["The cat sat on the mat.", "Le chat", "5+3=8 and one two three four"]
 
 
@@ -24,10 +22,8 @@ def test_every_registered_model_type_has_a_tiny_model():
     covered |= {tiny_multimodal(f).model.config.model_type for f in TINY_MULTIMODAL}
     covered.add(tiny_whisper().model.config.model_type)
     assert covered <= set(FAMILIES), f"tiny models of unregistered types: {covered - set(FAMILIES)}"
-    missing = set(FAMILIES) - covered - set(NO_TINY)
+    missing = set(FAMILIES) - covered
     assert not missing, f"registered model types without a tiny model in the parity suites: {sorted(missing)}"
-    for mt, sibling in NO_TINY.items():  # the uncovered ones share a covered type's family record
-        assert mt not in covered and FAMILIES[mt] is FAMILIES[sibling]
 
 
 @pytest.mark.parametrize("family", TINY_MULTIMODAL)

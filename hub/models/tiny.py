@@ -97,14 +97,20 @@ def tiny_model(family: str = "llama", seed: int = 0, **kw):
 
 
 # ---------------------------------------------------- tiny multimodal models
-TINY_MULTIMODAL = ("llava", "gemma3", "qwen2_vl", "idefics3", "qwen2_audio")
+TINY_MULTIMODAL = ("llava", "llava_next", "llava_onevision", "gemma3", "qwen2_vl", "qwen2_5_vl", "idefics3", "smolvlm", "qwen2_audio")
 _TINY_TOKENS = {
     "llava": {"image_token": "<image>"},
+    "llava_next": {"image_token": "<image>"},
+    "llava_onevision": {"image_token": "<image>", "video_token": "<video>"},
     "gemma3": {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"},
     "qwen2_vl": {"image_token": "<|image_pad|>", "vision_start_token": "<|vision_start|>",
                  "vision_end_token": "<|vision_end|>", "video_token": "<|video_pad|>"},
+    "qwen2_5_vl": {"image_token": "<|image_pad|>", "vision_start_token": "<|vision_start|>",
+                   "vision_end_token": "<|vision_end|>", "video_token": "<|video_pad|>"},
     "idefics3": {"image_token": "<image>", "fake_image_token": "<fake_token_around_image>",
                  "global_image_token": "<global-img>", "end_of_utterance_token": "<end_of_utterance>"},
+    "smolvlm": {"image_token": "<image>", "fake_image_token": "<fake_token_around_image>",
+                "global_image_token": "<global-img>", "end_of_utterance_token": "<end_of_utterance>"},
     "qwen2_audio": {"audio_token": "<|AUDIO|>", "audio_bos_token": "<|audio_bos|>", "audio_eos_token": "<|audio_eos|>"},
 }
 
@@ -134,7 +140,7 @@ def _tiny_parts(family: str):
 
     if family not in _TINY_TOKENS:
         raise KeyError(f"no tiny multimodal config for {family!r}; known: {TINY_MULTIMODAL}")
-    extra = [f"<row_{i}_col_{j}>" for i in (1, 2) for j in (1, 2)] if family == "idefics3" else []
+    extra = [f"<row_{i}_col_{j}>" for i in (1, 2) for j in (1, 2)] if family in ("idefics3", "smolvlm") else []
     tok = tiny_mm_tokenizer(_TINY_TOKENS[family], extra)
     vit = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=32,
                patch_size=8)
@@ -146,6 +152,26 @@ def _tiny_parts(family: str):
                             text_config=_text_cfg(T.LlamaConfig, tok), image_token_id=tok.image_token_id,
                             vision_feature_select_strategy="default", vision_feature_layer=-1)
         return cfg, T.LlavaForConditionalGeneration, proc
+    if family == "llava_next":  # "anyres": a base view plus one 32x32 crop, with row-end newline tokens
+        ip = T.LlavaNextImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32},
+                                       image_grid_pinpoints=[[32, 32]])
+        proc = T.LlavaNextProcessor(image_processor=ip, tokenizer=tok, patch_size=8,
+                                    vision_feature_select_strategy="default", num_additional_image_tokens=1)
+        cfg = T.LlavaNextConfig(vision_config=T.CLIPVisionConfig(**vit, projection_dim=32),
+                                text_config=_text_cfg(T.LlamaConfig, tok), image_token_id=tok.image_token_id,
+                                vision_feature_select_strategy="default", vision_feature_layer=-1,
+                                image_grid_pinpoints=[[32, 32]])
+        return cfg, T.LlavaNextForConditionalGeneration, proc
+    if family == "llava_onevision":
+        ip = T.LlavaOnevisionImageProcessor(size={"height": 32, "width": 32}, image_grid_pinpoints=[[32, 32]])
+        proc = T.LlavaOnevisionProcessor(image_processor=ip, tokenizer=tok, num_image_tokens=16,
+                                         video_processor=T.LlavaOnevisionVideoProcessor(),
+                                         vision_feature_select_strategy="full")
+        cfg = T.LlavaOnevisionConfig(vision_config=T.SiglipVisionConfig(**vit), text_config=_text_cfg(T.Qwen2Config, tok),
+                                     image_token_id=tok.image_token_id, video_token_id=tok.video_token_id,
+                                     vision_feature_select_strategy="full", vision_feature_layer=-1,
+                                     image_grid_pinpoints=[[32, 32]])
+        return cfg, T.LlavaOnevisionForConditionalGeneration, proc
     if family == "gemma3":
         ip = T.Gemma3ImageProcessor(size={"height": 32, "width": 32})
         proc = T.Gemma3Processor(image_processor=ip, tokenizer=tok, image_seq_length=4)
@@ -155,25 +181,35 @@ def _tiny_parts(family: str):
                              boi_token_index=tok.boi_token_id, eoi_token_index=tok.eoi_token_id,
                              image_token_index=tok.image_token_id)
         return cfg, T.Gemma3ForConditionalGeneration, proc
-    if family == "qwen2_vl":
+    if family in ("qwen2_vl", "qwen2_5_vl"):
+        v25 = family == "qwen2_5_vl"
         sizes = dict(patch_size=8, merge_size=2, temporal_patch_size=2)
         ip = T.Qwen2VLImageProcessor(min_pixels=32 * 32, max_pixels=32 * 32, **sizes)
-        proc = T.Qwen2VLProcessor(image_processor=ip, tokenizer=tok, video_processor=T.Qwen2VLVideoProcessor(**sizes))
-        text = _text_cfg(T.Qwen2VLTextConfig, tok, rope_parameters={"rope_type": "default", "mrope_section": [1, 1, 2],
-                                                                  "rope_theta": 10000.0})
-        vision = dict(depth=2, embed_dim=32, hidden_size=32, num_heads=4, mlp_ratio=2, patch_size=8,
-                      spatial_merge_size=2, temporal_patch_size=2, in_channels=3)
-        cfg = T.Qwen2VLConfig(text_config=text, vision_config=vision, image_token_id=tok.image_token_id,
-                              video_token_id=tok.video_token_id, vision_start_token_id=tok.vision_start_token_id,
-                              bos_token_id=1, eos_token_id=2)
-        return cfg, T.Qwen2VLForConditionalGeneration, proc
-    if family == "idefics3":
-        ip = T.Idefics3ImageProcessor(do_image_splitting=False, size={"longest_edge": 32},
-                                      max_image_size={"longest_edge": 32})
-        proc = T.Idefics3Processor(image_processor=ip, tokenizer=tok, image_seq_len=4)
-        cfg = T.Idefics3Config(vision_config=T.Idefics3VisionConfig(**vit), text_config=_text_cfg(T.LlamaConfig, tok),
-                               image_token_id=tok.image_token_id, scale_factor=2)
-        return cfg, T.Idefics3ForConditionalGeneration, proc
+        proc = (T.Qwen2_5_VLProcessor if v25 else T.Qwen2VLProcessor)(
+            image_processor=ip, tokenizer=tok, video_processor=T.Qwen2VLVideoProcessor(**sizes))
+        text = _text_cfg(T.Qwen2_5_VLTextConfig if v25 else T.Qwen2VLTextConfig, tok,
+                         rope_parameters={"rope_type": "default", "mrope_section": [1, 1, 2], "rope_theta": 10000.0})
+        vision = dict(depth=2, hidden_size=32, num_heads=4, patch_size=8, spatial_merge_size=2, temporal_patch_size=2,
+                      in_channels=3)
+        vision |= (dict(intermediate_size=64, out_hidden_size=32, fullatt_block_indexes=[1], window_size=16) if v25
+                   else dict(embed_dim=32, mlp_ratio=2))
+        ids = dict(image_token_id=tok.image_token_id, video_token_id=tok.video_token_id,
+                   vision_start_token_id=tok.vision_start_token_id, bos_token_id=1, eos_token_id=2)
+        if v25:
+            return (T.Qwen2_5_VLConfig(text_config=text, vision_config=vision, **ids),
+                    T.Qwen2_5_VLForConditionalGeneration, proc)
+        return T.Qwen2VLConfig(text_config=text, vision_config=vision, **ids), T.Qwen2VLForConditionalGeneration, proc
+    if family in ("idefics3", "smolvlm"):
+        smol = family == "smolvlm"  # SmolVLM: Idefics3's architecture under its own classes
+        ip = (T.SmolVLMImageProcessor if smol else T.Idefics3ImageProcessor)(
+            do_image_splitting=False, size={"longest_edge": 32}, max_image_size={"longest_edge": 32})
+        kw = dict(video_processor=T.SmolVLMVideoProcessor()) if smol else {}
+        proc = (T.SmolVLMProcessor if smol else T.Idefics3Processor)(image_processor=ip, tokenizer=tok, image_seq_len=4,
+                                                                     **kw)
+        vision = (T.SmolVLMVisionConfig if smol else T.Idefics3VisionConfig)(**vit)
+        cfg = (T.SmolVLMConfig if smol else T.Idefics3Config)(vision_config=vision, text_config=_text_cfg(T.LlamaConfig, tok),
+                                                             image_token_id=tok.image_token_id, scale_factor=2)
+        return cfg, (T.SmolVLMForConditionalGeneration if smol else T.Idefics3ForConditionalGeneration), proc
     fe = T.WhisperFeatureExtractor(feature_size=16)
     proc = T.Qwen2AudioProcessor(feature_extractor=fe, tokenizer=tok)
     audio = T.Qwen2AudioEncoderConfig(num_mel_bins=16, encoder_layers=2, encoder_attention_heads=4, encoder_ffn_dim=64,
