@@ -14,8 +14,10 @@ from hub.models import tiny
 # (experiment, tiny model of a kind other than causal_lm, size overrides)
 KIND_RUNS = [
     ("image_similarity", "tiny_llava", ["modality.languages=[en,de]"]),
+    ("image_lens", "tiny_gemma3_vlm", ["experiment.lens_langs=[en]", "modality.kinds=[colour,word]"]),
     ("clip_similarity", "tiny_clip", ["modality.languages=[en,de]"]),
     ("whisper_encoder", "tiny_whisper", ["modality.max_items=4"]),
+    ("whisper_lens", "tiny_whisper", ["modality.max_items=4"]),  # decoder captures with encoder states
 ]
 
 
@@ -26,14 +28,19 @@ def _cache_stats(report: Path) -> tuple[int, int]:
     return int(m[1]), int(m[2])
 
 
+def _fresh_run(overrides: list[str], out: Path) -> Path:
+    """One run as in a new process: a fresh model object (no in-process memo such as Whisper's)."""
+    context._MODEL_CACHE.clear()
+    tiny.clear()
+    return run_cfg(overrides, out)
+
+
 @pytest.mark.parametrize("experiment, model, extra", KIND_RUNS, ids=[r[0] for r in KIND_RUNS])
 def test_second_run_reads_the_activation_cache(experiment, model, extra, tmp_path):
     cache = [f"experiment={experiment}", f"model={model}", "cache.enabled=true", f"cache.dir={tmp_path / 'acts'}",
              *extra]
-    first = _cache_stats(run_cfg(cache, tmp_path / "first"))
-    context._MODEL_CACHE.clear()  # as in a new process: a fresh model object, no in-process memo
-    tiny.clear()
-    second = _cache_stats(run_cfg(cache, tmp_path / "second"))
+    first = _cache_stats(_fresh_run(cache, tmp_path / "first"))
+    second = _cache_stats(_fresh_run(cache, tmp_path / "second"))
     assert first[1] > 0, f"{experiment}: the first run captured nothing through the cache ({first})"
     assert second == (sum(first), 0), f"{experiment}: second run {second} after a first run with {first}"
     assert (tmp_path / "first" / "results.csv").read_bytes() == (tmp_path / "second" / "results.csv").read_bytes()
