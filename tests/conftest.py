@@ -33,6 +33,18 @@ def smollm():
     return _store_model("smollm2_135m")
 
 
+@pytest.fixture(scope="session")
+def qwen05():
+    """The real Qwen2.5-Coder-0.5B-Instruct (in `make test`)."""
+    return _store_model("qwen25_coder_05b")
+
+
+@pytest.fixture(scope="session")
+def qwen15():
+    """The real Qwen2.5-Coder-1.5B-Instruct (tests marked `big`: `make test-all` only)."""
+    return _store_model("qwen25_coder_15b")
+
+
 @pytest.fixture(autouse=True)
 def _threads(request):
     """Tiny models run fastest on one thread; the real models use every core."""
