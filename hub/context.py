@@ -15,13 +15,14 @@ from omegaconf import DictConfig
 
 from hub.cache import ActivationCache, from_config
 from hub.models import HubModel, load_model
+from hub.models.clip import ClipModel
 from hub.report import Report
 from hub.results import tidy, write_results
 
-_MODEL_CACHE: dict[tuple, HubModel] = {}
+_MODEL_CACHE: dict[tuple, HubModel | ClipModel] = {}
 
 
-def get_model(model_cfg: DictConfig, device: str = "cpu") -> HubModel:
+def get_model(model_cfg: DictConfig, device: str = "cpu") -> HubModel | ClipModel:
     """Load (once per process) the model a config names; ``model.kind`` picks the loader
     (the kind table in hub/models/kinds.py). Experiments take it from ``ctx.model``."""
     kind = str(model_cfg.get("kind", "causal_lm"))
@@ -52,7 +53,7 @@ class RunContext:
             self.cache = from_config(self.cfg)
 
     @property
-    def model(self) -> HubModel:
+    def model(self) -> HubModel | ClipModel:
         """The configured model of any kind, with this run's activation cache attached (or none)."""
         hm = get_model(self.cfg.model, self.cfg.get("device", "cpu"))
         hm.cache = self.cache

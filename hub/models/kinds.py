@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import importlib
 
+from hub.models.clip import ClipModel
+from hub.models.model import HubModel
+
 KINDS: dict[str, str] = {
     "causal_lm": "hub.models.causal_lm",  # AutoModelForCausalLM -> HubModel
     "vlm": "hub.models.vlm",              # image-text model + processor -> MultimodalHubModel
@@ -20,7 +23,7 @@ TINY_PREFIX = "tiny:"
 
 
 def load_model(path: str, kind: str = "causal_lm", dtype: str = "float32", device: str = "cpu",
-               name: str | None = None, **options: object):
+               name: str | None = None, **options: object) -> HubModel | ClipModel:
     """Load a model of ``kind`` (store name, directory, hub id, or ``tiny:<name>``).
 
     ``options`` go to the kind's loader (``pretrained`` for clip, ``attn_implementation`` ...).
