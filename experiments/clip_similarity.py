@@ -17,6 +17,7 @@ from __future__ import annotations
 import pandas as pd
 from hydra.utils import instantiate
 
+from hub.errors import UserError
 from experiments.whisper_common import compare_states
 from hub.context import RunContext
 from hub.describe import similarity_reading
@@ -48,7 +49,7 @@ def run(ctx: RunContext) -> pd.DataFrame:
             per = compare_states(img_states[have], txt_states[:, match], metric, list(range(Li + 1)), seed=cfg.seed)
             frames.append(per.assign(task="towers", text_layer=per["layer"].map(dict(enumerate(match))), **ids))
     if not frames:
-        raise ValueError("no caption language has 4 or more captions")
+        raise UserError("no caption language has 4 or more captions")
     df = ctx.add(pd.concat(frames, ignore_index=True), modality="image")
     report(ctx, df, adapter)
     return df

@@ -20,6 +20,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from hub.errors import UserError
+
 
 @dataclass
 class ClipModel:
@@ -183,7 +185,7 @@ def load(model_name: str, dtype: str = "float32", device: str = "cpu", pretraine
     import open_clip
 
     if str(dtype) not in PRECISIONS:
-        raise ValueError(f"model.dtype={dtype!r} for an open_clip model: expected one of {', '.join(PRECISIONS)}")
+        raise UserError(f"model.dtype={dtype!r} for an open_clip model: expected one of {', '.join(PRECISIONS)}")
     precision = PRECISIONS[str(dtype)]
     if pretrained and not model_name.startswith(("local-dir:", "hf-hub:")):
         p = Path(pretrained)

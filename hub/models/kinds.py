@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 
+from hub.errors import UserError
 from hub.models.clip import ClipModel
 from hub.models.model import HubModel
 
@@ -29,7 +30,7 @@ def load_model(path: str, kind: str = "causal_lm", dtype: str = "float32", devic
     ``options`` go to the kind's loader (``pretrained`` for clip, ``attn_implementation`` ...).
     """
     if kind not in KINDS:
-        raise ValueError(f"model.kind={kind!r}: expected one of {', '.join(KINDS)}")
+        raise UserError(f"model.kind={kind!r}: expected one of {', '.join(KINDS)}")
     path = str(path)
     if path.startswith(TINY_PREFIX):
         from hub.models.tiny import build_tiny

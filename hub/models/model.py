@@ -19,6 +19,7 @@ import torch.nn as nn
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from hub.errors import UserError, UserIndexError
 from hub.models.families import Family, family_for, get_attr
 from hub.positions import PositionSpec, make_reader
 
@@ -97,11 +98,11 @@ class HubModel:
         out = []
         for k in layers:
             if not isinstance(k, int) or not 0 <= k <= self.n_layers:
-                raise IndexError(f"layer {k!r} is out of range for {self.name}: valid layers are 0..{self.n_layers} "
+                raise UserIndexError(f"layer {k!r} is out of range for {self.name}: valid layers are 0..{self.n_layers} "
                                  f"(0 = embeddings, k = output of block k)")
             out.append(k)
         if len(set(out)) != len(out):
-            raise ValueError(f"layers {list(layers)} contain duplicates")
+            raise UserError(f"layers {list(layers)} contain duplicates")
         return out
 
     # ------------------------------------------------------------ tokenising
@@ -113,12 +114,12 @@ class HubModel:
         for i, t in enumerate(texts):
             if isinstance(t, str):
                 if not t.strip():
-                    raise ValueError(f"input {i} is an empty prompt: expected non-empty text")
+                    raise UserError(f"input {i} is an empty prompt: expected non-empty text")
                 ids = self.tokenizer(t, add_special_tokens=True)["input_ids"]
             else:
                 ids = list(t)
                 if not ids:
-                    raise ValueError(f"input {i} is an empty token sequence")
+                    raise UserError(f"input {i} is an empty token sequence")
             out.append(ids)
         return out
 
@@ -285,5 +286,5 @@ def as_dtype(dtype: str | torch.dtype) -> torch.dtype:
         return dtype
     got = getattr(torch, str(dtype), None)
     if not isinstance(got, torch.dtype):
-        raise ValueError(f"dtype {dtype!r} is not a torch dtype: expected e.g. float32, bfloat16, float16")
+        raise UserError(f"dtype {dtype!r} is not a torch dtype: expected e.g. float32, bfloat16, float16")
     return got

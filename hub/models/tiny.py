@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from hub.errors import UserError
 from hub.models.audio_lm import AudioLMHub
 from hub.models.clip import ClipModel
 from hub.models.model import HubModel
@@ -296,7 +297,7 @@ def tiny_clip(seed: int = 0) -> ClipModel:
 def _by_name(build: Callable, known: Sequence[str]) -> Callable[[str], object]:
     def by_name(name: str):
         if name not in known:
-            raise ValueError(f"tiny:{name}: no such tiny model of this kind; known: {', '.join(known)}")
+            raise UserError(f"tiny:{name}: no such tiny model of this kind; known: {', '.join(known)}")
         return build(name)
     return by_name
 
@@ -313,7 +314,7 @@ TINY: dict[str, Callable[[str], object]] = {
 def build_tiny(kind: str, name: str):
     """The tiny model ``tiny:<name>`` of model kind ``kind`` (what hub.models.kinds.load_model calls)."""
     if kind not in TINY:
-        raise ValueError(f"no tiny models of kind {kind!r}; kinds with tiny models: {', '.join(TINY)}")
+        raise UserError(f"no tiny models of kind {kind!r}; kinds with tiny models: {', '.join(TINY)}")
     return TINY[kind](name)
 
 

@@ -15,6 +15,7 @@ import torch.nn as nn
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from hub.errors import UserIndexError
 from hub.models import HubModel
 from hub.perplexity import batch_nll, token_windows
 from hub.regions.importance import grad_only, select_parameters
@@ -124,7 +125,7 @@ def dimension_mask(hm: HubModel, region: Mask, dim: int, writers: Sequence[str] 
     """
     d = hm.d_model
     if not 0 <= int(dim) < d:
-        raise IndexError(f"dimension {dim} out of range for {hm.name} (d_model={d})")
+        raise UserIndexError(f"dimension {dim} out of range for {hm.name} (d_model={d})")
     modules = dict(hm.model.named_modules())
     named = dict(hm.model.named_parameters())
 

@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from hub.errors import UserError, UserFileError, UserKeyError
 from hub.models import HubModel
 from hub.regions.importance import Importance, region_identity, weights_checksum
 
@@ -77,9 +78,9 @@ def check_k(k: float) -> float:
     try:
         kf = float(k)
     except (TypeError, ValueError):
-        raise ValueError(f"k must be a fraction in (0, 1], got {k!r}") from None
+        raise UserError(f"k must be a fraction in (0, 1], got {k!r}") from None
     if not 0.0 < kf <= 1.0:
-        raise ValueError(f"k must be a fraction in (0, 1] (e.g. 0.01 for 1% per matrix), got {k!r}")
+        raise UserError(f"k must be a fraction in (0, 1] (e.g. 0.01 for 1% per matrix), got {k!r}")
     return kf
 
 
@@ -118,7 +119,7 @@ class RegionSet:
             return Mask(NONE, {n: i[:0] for n, i in any_mask.index.items()}, dict(any_mask.shapes),
                         dict(any_mask.identity))
         if name not in self.masks:
-            raise KeyError(f"unknown region {name!r}; this region set has: {', '.join(self.names)}")
+            raise UserKeyError(f"unknown region {name!r}; this region set has: {', '.join(self.names)}")
         return self.masks[name]
 
     def resolve(self, names: Sequence[str]) -> list[str]:
@@ -131,7 +132,7 @@ class RegionSet:
             elif n in self:
                 out.append(n)
             else:
-                raise KeyError(f"unknown region {n!r}; known: {', '.join(self.names)} (or 'mono' for all "
+                raise UserKeyError(f"unknown region {n!r}; known: {', '.join(self.names)} (or 'mono' for all "
                                f"monolingual regions)")
         return out
 
@@ -161,11 +162,17 @@ class RegionSet:
 
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"region file {path} does not exist")
-        with safe_open(str(path), framework="pt") as f:
+            raise UserFileError(f"region file {path} does not exist; expected a regions.safetensors written "
+                                "by regions_ablation")
+        try:
+            f = safe_open(str(path), framework="pt")
+        except Exception as e:  # noqa: BLE001 - safetensors raises its own SafetensorError (and OSError)
+            raise UserError(f"region file {path} is not a safetensors file ({e}); expected a regions.safetensors "
+                            "written by regions_ablation") from e
+        with f:
             md = f.metadata() or {}
             if md.get("format") != FORMAT:
-                raise ValueError(f"{path} is not a semantic-hub region file (format {md.get('format')!r}, "
+                raise UserError(f"{path} is not a semantic-hub region file (format {md.get('format')!r}, "
                                  f"expected {FORMAT!r})")
             meta = json.loads(md["meta"])
             shapes = {n: tuple(s) for n, s in json.loads(md["shapes"]).items()}
@@ -186,7 +193,7 @@ class RegionSet:
         if check_weights and "weights_sha256" in ident:
             params = params_of(hm, mask)
             if weights_checksum(params) != ident["weights_sha256"]:
-                raise ValueError(f"regions were made for model {ident['model']!r} with other weights (weights "
+                raise UserError(f"regions were made for model {ident['model']!r} with other weights (weights "
                                  f"checksum differs from {hm.name!r}); pass check_weights=False to use them on "
                                  f"a fine-tuned copy on purpose")
 
@@ -235,15 +242,15 @@ def check_fits(hm: HubModel, mask: Mask) -> None:
     made_for = mask.identity.get("model", "?")
     for n, shape in mask.shapes.items():
         if n not in named:
-            raise ValueError(f"region {mask.name!r} (made for model {made_for!r}) names parameter {n!r}, "
+            raise UserError(f"region {mask.name!r} (made for model {made_for!r}) names parameter {n!r}, "
                              f"which {hm.name!r} does not have")
         if tuple(named[n].shape) != tuple(shape):
-            raise ValueError(f"region {mask.name!r} (made for model {made_for!r}) expects {n} of shape "
+            raise UserError(f"region {mask.name!r} (made for model {made_for!r}) expects {n} of shape "
                              f"{tuple(shape)}, but {hm.name!r} has {tuple(named[n].shape)}")
         idx = mask.index.get(n)
         if idx is None or idx.dtype != torch.int64 or (idx.numel() and int(idx.max()) >= _prod(shape)):
-            raise ValueError(f"region {mask.name!r}: indices of {n} are missing, not int64 or out of range")
+            raise UserError(f"region {mask.name!r}: indices of {n} are missing, not int64 or out of range")
     sha = mask.identity.get("shapes_sha256")
     if sha is not None and region_identity(hm, params_of(hm, mask), weights=False)["shapes_sha256"] != sha:
-        raise ValueError(f"region {mask.name!r} was made for model {made_for!r}: the checksum of parameter "
+        raise UserError(f"region {mask.name!r} was made for model {made_for!r}: the checksum of parameter "
                          f"names/shapes/dtypes differs from {hm.name!r}")
