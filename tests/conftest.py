@@ -46,6 +46,19 @@ def qwen15():
 
 
 @pytest.fixture(autouse=True)
+def _own_activation_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own empty activation cache (never the user's), so a test passes or
+    fails on what the code computes now, not on states an earlier run left behind. Only the
+    cache moves: the offline model store (``$SEMANTIC_HUB_HOME`` / ``~/.cache/semantic-hub/
+    models``) is still found. Subprocesses started with ``os.environ`` inherit the setting."""
+    from hub.cache import ENV_DIR
+
+    d = tmp_path_factory.mktemp("activations")
+    monkeypatch.setenv(ENV_DIR, str(d))
+    yield d
+
+
+@pytest.fixture(autouse=True)
 def _threads(request):
     """Tiny models run fastest on one thread; the real models use every core."""
     real = request.node.get_closest_marker("integration") is not None
