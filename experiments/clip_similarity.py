@@ -17,7 +17,6 @@ from __future__ import annotations
 import pandas as pd
 from hydra.utils import instantiate
 
-from hub.clip import get_clip
 from hub.context import RunContext
 from hub.describe import similarity_reading
 from hub.errors import UserError
@@ -29,7 +28,7 @@ TOWER_METRICS = ("cka", "cka_debiased", "mknn")
 
 def run(ctx: RunContext) -> pd.DataFrame:
     cfg = ctx.cfg
-    cm = get_clip(cfg.model, cfg.get("device", "cpu"))
+    cm = ctx.model
     adapter = instantiate(cfg.modality)
     items = adapter.items()
     img_states, img_embed = cm.image_states([it.image for it in items], batch_size=cfg.batch_size)

@@ -30,8 +30,8 @@ from hub.lens import LogitLens
 from hub.lens.tokensets import token_set
 from hub.plots import layer_curves
 from hub.readings import compare_curves, leads_text, min_prob_of, rule_text
+from hub.models.vlm import MultimodalHubModel
 from hub.stats import mean_ci
-from hub.vlm import MultimodalHubModel, get_multimodal
 from modalities.synthetic_images import ImageItem
 
 
@@ -65,7 +65,7 @@ def image_positions(hm: MultimodalHubModel, items: list[ImageItem], prompt, max_
 
 def run(ctx: RunContext) -> pd.DataFrame:
     cfg = ctx.cfg
-    hm = get_multimodal(cfg.model, cfg.get("device", "cpu"))
+    hm = ctx.model
     adapter = instantiate(cfg.modality)
     items = adapter.items()
     layers = hm.check_layers(cfg.experiment.layers)

@@ -17,11 +17,8 @@ from hydra.utils import instantiate
 
 from hub.context import RunContext
 from hub.steps.similarity import paired_similarity
-from hub.vlm import get_multimodal
 
 
 def run(ctx: RunContext) -> pd.DataFrame:
-    cfg = ctx.cfg
-    hm = get_multimodal(cfg.model, cfg.get("device", "cpu"))
-    adapter = instantiate(cfg.modality)
-    return paired_similarity(ctx, adapter, model=hm, heading=f"{adapter.modality.capitalize()} vs text, per layer")
+    adapter = instantiate(ctx.cfg.modality)
+    return paired_similarity(ctx, adapter, heading=f"{adapter.modality.capitalize()} vs text, per layer")

@@ -29,8 +29,8 @@ from hub.lens import LogitLens
 from hub.lens.tokensets import token_set
 from hub.plots import layer_curves
 from hub.readings import min_prob_of, rule_text
+from hub.models.whisper import WhisperHub
 from hub.stats import mean_ci
-from hub.whisper import WhisperHub
 from modalities import speech as wc
 from modalities.audio import find_words, lexicon
 

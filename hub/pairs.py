@@ -13,10 +13,10 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from hub.compare import compare
 from hub.contract import PairedSet, Side
 from hub.errors import UserError
-from hub.model import HubModel
+from hub.metrics import compare
+from hub.models import HubModel
 
 
 def _side_key(side: Side, layers) -> tuple:

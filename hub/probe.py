@@ -17,7 +17,7 @@ from torch import Tensor
 
 from hub.contract import Side
 from hub.errors import UserError
-from hub.model import HubModel
+from hub.models import HubModel
 from hub.pairs import capture_side
 
 NORMALIZE = ("none", "center", "standardize")

@@ -312,7 +312,7 @@ class AudioAdapter(Adapter):
 
     def pairs(self, model=None) -> Iterator[PairedSet]:
         if not hasattr(model, "encode_audio"):
-            raise UserError("AudioAdapter.pairs needs the audio-language model (hub.vlm.MultimodalHubModel), "
+            raise UserError("AudioAdapter.pairs needs the audio-language model (hub.models.vlm.MultimodalHubModel), "
                              f"got {type(model).__name__}")
         speech = self.load()
         for lang in self.languages:

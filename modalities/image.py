@@ -209,7 +209,7 @@ class ImageAdapter(Adapter):
     def pairs(self, model=None) -> Iterator[PairedSet]:
         if not hasattr(model, "encode_image"):
             raise UserError("the image modality needs the vision-language model (model.kind: vlm, e.g. model=tiny_llava "
-                            "or model=llava_1_5_7b; hub.vlm.MultimodalHubModel), got "
+                            "or model=llava_1_5_7b; hub.models.vlm.MultimodalHubModel), got "
                              f"{type(model).__name__}")
         items = self.items()
         image_side = None

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from hub.errors import UserError, UserFileError
-from hub.model import HubModel
+from hub.models import HubModel
 
 NO_SPACE_LANGS = {"zh", "ja"}
 

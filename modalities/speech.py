@@ -14,7 +14,7 @@ from torch import Tensor
 
 from hub.context import RunContext
 from hub.errors import UserError
-from hub.whisper import SAMPLE_RATE, WhisperHub, get_whisper
+from hub.models.whisper import SAMPLE_RATE, WhisperHub
 from modalities.audio import AudioAdapter, SpeechSet
 
 
@@ -39,7 +39,7 @@ def model(ctx: RunContext) -> WhisperHub:
     if kind != "whisper":
         raise UserError(f"{ctx.cfg.experiment.name} needs a Whisper model (model.kind: whisper), got "
                          f"model={ctx.cfg.model.name} (kind {kind}); try model=whisper_base or model=tiny_whisper")
-    return get_whisper(ctx.cfg.model, ctx.cfg.get("device", "cpu"))
+    return ctx.model
 
 
 def speech(ctx: RunContext) -> Speech:

@@ -12,7 +12,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def _store_model(name: str):
-    from hub.model import load_model
+    from hub.models import load_model
     from hub.store import default_store
 
     if not default_store().is_installed(name):

@@ -4,7 +4,7 @@ import pytest
 
 from helpers import run_cfg
 from hub.lens.tokensets import token_set
-from hub.testing import tiny_tokenizer
+from hub.models.tiny import tiny_tokenizer
 from modalities.arithmetic import (ArithmeticAdapter, Expression, exclusive_sets, first_tokens, generate_expressions,
                                    parse_expression, read_expressions)
 from modalities.base import ADAPTERS

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from experiments.semantics import hard_baseline_rows
-from hub.compare import compare
+from hub.metrics import compare
 from hub.lens import LogitLens
 from hub.lens.readout import lens_readout
 from hub.pairs import capture_side

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from hub.lens import LogitLens
-from hub.model import HubModel
-from hub.testing import tiny_model
+from hub.models import HubModel
+from hub.models.tiny import tiny_model
 
 TEXTS = ["The cat sat on the mat.", "Le chat", "5+3=8 and one two three four", "猫在垫子上。"]
 EPS = torch.finfo(torch.bfloat16).eps  # 2**-7: relative rounding of one bf16 value

@@ -18,9 +18,7 @@ from PIL import Image
 
 from hub import cache as cache_mod
 from hub.cache import ActivationCache, code_version
-from hub.testing import tiny_model
-from hub.vlm import tiny_multimodal
-from hub.whisper import tiny_whisper
+from hub.models.tiny import tiny_model, tiny_multimodal, tiny_whisper
 
 
 def _count_forwards(hm) -> dict:
@@ -146,7 +144,7 @@ def _load(path, name):
 def test_code_version_follows_the_capture_source(tmp_path, monkeypatch):
     """A subclass's module (its capture code) enters the version: editing it changes the version;
     the version also differs from the base class's."""
-    src = ("from hub.model import HubModel\n\n\nclass MyHub(HubModel):\n"
+    src = ("from hub.models import HubModel\n\n\nclass MyHub(HubModel):\n"
            "    def forward_batch(self, batch, **kw):\n        return super().forward_batch(batch, **kw)\n")
     hub_cls = type(tiny_model("llama"))
     real = cache_mod._capture_modules.__wrapped__

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from hub.lens import LogitLens
-from hub.testing import tiny_model
+from hub.models.tiny import tiny_model
 
 TEXTS = ["The cat sat on the mat.", "Le chat", "5+3=8 and one two three four", "猫在垫子上。"]
 VOCAB = 1000  # 128-column blocks at the smallest block size: 8 blocks, the last one short (104)

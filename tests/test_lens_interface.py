@@ -10,7 +10,7 @@ import torch
 
 from hub.lens import LENSES, Lens, LogitLens, make_lens, register_lens
 from hub.lens.readout import lens_readout
-from hub.testing import tiny_model
+from hub.models.tiny import tiny_model
 
 
 @register_lens("test_affine")

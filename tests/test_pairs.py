@@ -7,7 +7,7 @@ from hub.contract import LensPrompts, PairedSet, Side
 from hub.layers import select_layers
 from hub.pairs import capture_side, compare_paired, compare_states
 from hub.stats import bootstrap_mean_ci, mean_ci
-from hub.testing import tiny_model
+from hub.models.tiny import tiny_model
 
 METRIC = {"names": ["cos_adjusted", "cka", "mknn"], "k": 3, "csls": False, "csls_k": 3, "n_boot": 20, "ci": 0.95}
 

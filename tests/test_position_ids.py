@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hub.testing import tiny_model
+from hub.models.tiny import tiny_model
 
 TEXTS = ["The cat sat on the mat.", "Le chat", "5+3=8 and one two three four", "猫在垫子上。"]
 ROPE_FAMILIES = ("llama", "mistral", "qwen2", "gemma3")

@@ -10,7 +10,7 @@ import torch
 from hub import regions as R
 from hub.lens import LogitLens
 from hub.perplexity import batch_nll, perplexity, token_windows, window_nll
-from hub.testing import tiny_model
+from hub.models.tiny import tiny_model
 
 TEXTS = {
     "en": "The cat sat on the mat. The capital of France is Paris. one two three four five six seven eight. " * 4,

@@ -4,8 +4,8 @@ from helpers import assert_only_prefixes
 
 from hub.lens.readout import lens_readout
 from hub.lens.tokensets import Scheme, bytes_to_unicode, scheme_of, token_set
+from hub.models.tiny import tiny_model, tiny_tokenizer
 from hub.stats import mean_ci
-from hub.testing import tiny_model, tiny_tokenizer
 from modalities.base import ADAPTERS, PairedSet, Side, build
 from modalities.text import TextAdapter, load_parallel
 

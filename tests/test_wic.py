@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from helpers import run_cfg
+from hub.models.tiny import tiny_model, tiny_tokenizer
 from hub.probe import Normalizer, PairProbe, best_threshold
 from hub.stats import auc, spearman_ci, wilson
-from hub.testing import tiny_model, tiny_tokenizer
 from modalities.wic import (DATA, WicItem, WicItemError, load_wic, locate, locate_items, mode_input, mode_sides,
                             read_graded, read_wic, token_span)
 from modalities.wic_build import build_from_inventory

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from hub.lens.energy import TokenEnergy
-from hub.model import HubModel
+from hub.models import HubModel
 
 LayerSpec = Sequence[int] | None
 

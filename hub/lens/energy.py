@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from hub.model import HubModel
+from hub.models import HubModel
 
 
 class TokenEnergy:

@@ -15,7 +15,7 @@ import torch
 
 from hub.lens.base import Lens
 from hub.lens.logit import LogitLens
-from hub.model import HubModel
+from hub.models import HubModel
 from hub.stats import mean_ci
 
 

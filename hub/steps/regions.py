@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from hub.context import RunContext
 from hub.errors import UserError, UserFileError
-from hub.model import HubModel
+from hub.models import HubModel
 from hub.perplexity import Perplexity, perplexities
 from hub.regions import MONO_PREFIX, RegionSet, accumulate_importance, build_regions
 

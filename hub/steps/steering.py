@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from hub.layers import select_layers
-from hub.model import HubModel
+from hub.models import HubModel
 from hub.plots import layer_curves
 from hub.stats import bootstrap_mean_ci
 
