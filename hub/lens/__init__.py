@@ -4,6 +4,8 @@
   every lens shares (final norm + unembedding in vocabulary blocks: token-set probabilities,
   entropy, top-k, log p(target), token energy); the lens registry.
 - ``logit``: :class:`LogitLens` (the identity transform).
+- ``patchscope``: :class:`PatchscopeLens` (the state patched into an identity prompt at layer
+  k', read by the model's own next-token distribution; Ghandeharioun et al. 2024).
 - ``energy``: Wendler et al.'s token energy.
 - ``tokensets``: the token ids that spell a word (every prefix, with/without the boundary).
 - ``readout``: the latent-language readout over prompts (per-layer p(set), entropy, energy).
@@ -13,5 +15,6 @@ A new lens (tuned, patchscope) is one class: subclass :class:`Lens`, implement
 """
 from hub.lens.base import LENSES, Lens, make_lens, register_lens
 from hub.lens.logit import LogitLens
+from hub.lens.patchscope import PatchscopeLens
 
-__all__ = ["LENSES", "Lens", "LogitLens", "make_lens", "register_lens"]
+__all__ = ["LENSES", "Lens", "LogitLens", "PatchscopeLens", "make_lens", "register_lens"]
