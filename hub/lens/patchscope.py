@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from hub.errors import UserError
 from hub.lens.base import LayerSpec, Lens, register_lens
 from hub.models import HubModel
 
@@ -47,11 +48,11 @@ class PatchscopeLens(Lens):
         super().__init__(hm, apply_norm=True, **kw)
         if target_layer != "same":
             if isinstance(target_layer, bool) or not isinstance(target_layer, int):
-                raise ValueError(f"patchscope target_layer={target_layer!r}: expected 'same' or a layer index "
+                raise UserError(f"patchscope target_layer={target_layer!r}: expected 'same' or a layer index "
                                  f"0..{hm.n_layers}")
             hm.check_layers([target_layer])
         if rows_per_forward < 1:
-            raise ValueError(f"patchscope rows_per_forward={rows_per_forward}: expected >= 1")
+            raise UserError(f"patchscope rows_per_forward={rows_per_forward}: expected >= 1")
         self.target_prompt = target_prompt
         self.target_layer = target_layer
         self.rows_per_forward = int(rows_per_forward)

@@ -1,8 +1,10 @@
 """The latent-language readout of one task (Wendler et al. 2024), used by latent_language and demo.
 
 The text adapter builds the prompts (translation, repetition or cloze) and token sets
-``[target word, dominant-language word]``; a lens reads every layer at the last prompt token;
-rows, two figures (probabilities; entropy and energy) and a reading go to the run.
+``[target word, dominant-language word]``; each configured lens (``lens=`` group, conf/lens/;
+default the logit lens) reads every layer at the last prompt token; rows (with a ``lens``
+column), figures and a reading per lens go to the run. With several lenses one figure
+overlays p(target) and p(dominant language) under every lens.
 """
 from __future__ import annotations
 
@@ -12,33 +14,52 @@ from hub.context import RunContext
 from hub.describe import latent_reading
 from hub.lens.base import Lens
 from hub.lens.readout import lens_readout
+from hub.lens.select import lenses_from_cfg
 from hub.plots import layer_curves
 from hub.readings import min_prob_of
 
 
 def latent_language(ctx: RunContext, adapter, task: str, src: str, tgt: str, lens: Lens | None = None
                     ) -> pd.DataFrame:
-    """p(target) and p(dominant language) per layer at the answer position, for one task."""
+    """p(target) and p(dominant language) per layer at the answer position, for one task,
+    under ``lens`` or else every lens the config selects (``cfg.lens``)."""
     cfg, hm = ctx.cfg, ctx.model
+    lenses = {lens.name: lens} if lens is not None else lenses_from_cfg(cfg, hm)
     lt = adapter.lens_task(task, src, tgt, hm.tokenizer)
     tgt_name, latent = lt.set_names
     src, tgt = lt.ids["src"], lt.ids["tgt"]
-    rows, _ = lens_readout(hm, lt.prompts, lt.token_sets, lt.set_names, layers=cfg.experiment.layers,
-                           apply_norm=cfg.lens_norm, batch_size=cfg.batch_size, progress=cfg.progress,
-                           energy=cfg.experiment.energy, lens=lens)
-    df = ctx.add(rows, task=task, src=src, tgt=tgt, modality="text")
+    parts = []
+    for name, ln in lenses.items():
+        rows, _ = lens_readout(hm, lt.prompts, lt.token_sets, lt.set_names, layers=cfg.experiment.layers,
+                               apply_norm=cfg.lens_norm, batch_size=cfg.batch_size, progress=cfg.progress,
+                               energy=cfg.experiment.energy, lens=ln)
+        parts.append(rows.assign(lens=name))
+    df = ctx.add(pd.concat(parts, ignore_index=True), task=task, src=src, tgt=tgt, modality="text")
     tag = f"{task}_{src}-{tgt}"
+    names = list(lenses)
     probs = df[df["metric"] == "lang_prob"]
-    figs = [layer_curves(probs, ctx.out / f"latent_{tag}_prob.png", group="lang", baseline_col=None,
-                         title=f"{task} {src}→{tgt}", ylabel="probability", ylim=(0, 1))]
-    other = df[df["metric"].isin(["entropy", "token_energy"])].assign(lang="all")
-    figs.append(layer_curves(other, ctx.out / f"latent_{tag}_entropy_energy.png", group="lang", panels="metric",
-                             baseline_col=None, title=f"{task} {src}→{tgt}", ylabel="value"))
+    if len(names) == 1:
+        figs = [layer_curves(probs, ctx.out / f"latent_{tag}_prob.png", group="lang", baseline_col=None,
+                             title=f"{task} {src}→{tgt} ({names[0]} lens)", ylabel="probability", ylim=(0, 1))]
+    else:  # one figure: p(target) and p(latent) under every lens, a distinct style per (language, lens)
+        series = probs.assign(series=probs["lang"].astype(str) + " · " + probs["lens"].astype(str) + " lens")
+        order = [f"{lang} · {n} lens" for n in names for lang in (latent, tgt_name)]
+        figs = [layer_curves(series, ctx.out / f"latent_{tag}_prob_lenses.png", group="series", baseline_col=None,
+                             group_order=order, title=f"{task} {src}→{tgt}: {', '.join(names)} lenses",
+                             ylabel="probability", ylim=(0, 1))]
+    other = df[df["metric"].isin(["entropy", "token_energy"])]
+    other = other.assign(lens=other["lens"].astype(str) + " lens")
+    figs.append(layer_curves(other, ctx.out / f"latent_{tag}_entropy_energy.png", group="lens", panels="metric",
+                             baseline_col=None, title=f"{task} {src}→{tgt}", ylabel="value",
+                             group_order=[f"{n} lens" for n in names]))
     example = lt.prompts[0].replace("\n", "\n    ")
+    min_prob = min_prob_of(cfg)
+    readings = "\n\n".join(f"**{n} lens.** " + latent_reading(df[df["lens"] == n], tgt_name, latent, min_prob,
+                                                                state_rule=(n == names[-1])) for n in names)
     ctx.report.section(
         f"Latent language: {task} {src} → {tgt}",
         f"{len(lt.prompts)} prompts; dropped {dict(lt.drops) or 'none'}. Example prompt:\n\n    {example}\n\n"
-        + latent_reading(df, tgt_name, latent, min_prob_of(cfg)),
+        + readings,
         figures=figs,
     )
     return df
