@@ -142,7 +142,7 @@ def _slug(s: str) -> str:
 
 # columns that say what a row measures (which language's probability, which pair or
 # direction): a cross-run figure never averages over them, it draws a line per value
-IDENTIFYING = ("lang", "src", "tgt", "direction", "pair", "set", "condition")
+IDENTIFYING = ("lang", "src", "tgt", "direction", "pair", "set", "condition", "lens")
 _MAX_LINES = 20  # more lines than this in one panel: facet by an identifying column
 
 
