@@ -3,6 +3,10 @@
 Floor: one stacked matmul [items*layers, d] @ W_U^T. Compared with one matmul per layer and
 with one item and one layer at a time (matrix-vector products), and with the forward pass.
 Target: our readout (LogitLens.reduce with token sets, entropy) <= 1.1 x the floor.
+
+Patchscope (issue 15): decoding one item's states at every layer costs forwards of the
+target prompt (rows = layers, one batched forward per item). Printed per item as a ratio to a
+plain forward of that item (batch 1), batched and one layer per forward (rows_per_forward=1).
 """
 from __future__ import annotations
 
@@ -19,8 +23,9 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--items", type=int, default=16)
     ap.add_argument("--tokens", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--ps-items", type=int, default=4, help="items timed for the patchscope rows")
     args = ap.parse_args(argv)
-    from hub.lens import LogitLens
+    from hub.lens import LogitLens, PatchscopeLens
     from hub.models import load_model
 
     hm = load_model(args.model)
@@ -58,8 +63,24 @@ def main(argv=None) -> list[dict]:
         {"what": "item x layer mat-vec (scaled)", "seconds": t_item, "ratio_to_floor": t_item / t_floor, "target": ""},
         {"what": "forward (capture all layers)", "seconds": t_fwd, "ratio_to_floor": t_fwd / t_floor, "target": ""},
     ]
+    m = min(args.ps_items, n)
+    ps_sets, ps_states = sets[:m], states[:m]
+    t_one = best_of(lambda: hm.capture(ids[:1], layers="all", positions="last"), args.repeats)  # plain forward, 1 item
+    ps = PatchscopeLens(hm, rows_per_forward=L)  # one forward per item, rows = layers
+    t_ps = best_of(lambda: ps.reduce(ps_states, token_sets=ps_sets, layers=list(range(L))), args.repeats) / m
+    ps1 = PatchscopeLens(hm, rows_per_forward=1)  # one forward per (item, layer)
+    t_ps1 = best_of(lambda: ps1.reduce(ps_states[:1], token_sets=ps_sets[:1], layers=list(range(L))), 1)
+    rows += [
+        {"what": "plain forward, 1 item", "seconds": t_one, "ratio_to_floor": t_one / t_floor, "target": ""},
+        {"what": f"patchscope per item ({L} layers batched)", "seconds": t_ps, "ratio_to_floor": t_ps / t_floor,
+         "target": ""},
+        {"what": "patchscope per item (1 layer per forward)", "seconds": t_ps1, "ratio_to_floor": t_ps1 / t_floor,
+         "target": ""},
+    ]
     print_table(f"lens readout: {args.model}, {n} items x {L} layers, vocab {hm.vocab_size}", rows)
-    print(f"lens/forward = {t_ours / t_fwd:.2f}; peak RSS {peak_rss_mb():.0f} MB")
+    print(f"lens/forward = {t_ours / t_fwd:.2f}; patchscope per item / plain forward of the item = "
+          f"{t_ps / t_one:.2f} ({L} layers batched), {t_ps1 / t_one:.2f} (one forward per layer); "
+          f"target prompt {len(ps.target_ids)} tokens, item {args.tokens} tokens; peak RSS {peak_rss_mb():.0f} MB")
     return rows
 
 
