@@ -21,7 +21,7 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--tokens", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args(argv)
-    from hub.model import load_model
+    from hub.models import load_model
 
     hm = load_model(args.model)
     g = torch.Generator().manual_seed(0)

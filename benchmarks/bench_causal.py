@@ -23,7 +23,7 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--prompt-tokens", type=int, default=48, help="patching: target prompt length")
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args(argv)
-    from hub.model import load_model
+    from hub.models import load_model
     from hub.neurons import firing_counts
     from hub.patching import patch_last_token
 

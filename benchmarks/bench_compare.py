@@ -117,7 +117,7 @@ def model_time(name: str, n: int, L: int, d: int) -> tuple[float | None, str]:
     layers, last token) with a store model, once; (None, why) when it cannot run."""
     if name == "none":
         return None, "skipped (--model none)"
-    from hub.model import load_model
+    from hub.models import load_model
     from hub.store import default_store
 
     if not default_store().is_installed(name):

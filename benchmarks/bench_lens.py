@@ -21,7 +21,7 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args(argv)
     from hub.lens import LogitLens
-    from hub.model import load_model
+    from hub.models import load_model
 
     hm = load_model(args.model)
     ids = torch.randint(10, min(hm.vocab_size, 30000), (args.items, args.tokens), generator=torch.Generator().manual_seed(0)).tolist()

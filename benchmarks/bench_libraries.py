@@ -138,7 +138,7 @@ def nnsight_capture(hm, path: str) -> Callable[[torch.Tensor, torch.Tensor, bool
 
 
 def bench_model(name: str, batch: int, tokens: int, repeats: int, libs: set[str]) -> list[dict]:
-    from hub.model import load_model
+    from hub.models import load_model
     from hub.store import resolve
 
     hm = load_model(name)

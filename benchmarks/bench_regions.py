@@ -35,7 +35,7 @@ def main(argv: list[str]) -> None:
     torch.set_num_threads(int(args.get("threads", torch.get_num_threads())))
     from experiments.regions_common import split_text
     from hub.cli import DATA_DIR
-    from hub.model import load_model
+    from hub.models import load_model
     from hub.perplexity import perplexities
     from hub.regions import accumulate_importance, build_regions
 

@@ -18,11 +18,13 @@ import pandas as pd
 import torch
 from hydra.utils import instantiate
 
+from hub.errors import UserError
 from experiments.similarity import report_similarity
 from hub.compare import compare
 from hub.context import RunContext
 from hub.pairs import capture_side
 from hub.plots import layer_curves
+from hub.readings import DEFAULT_MIN_PROB, compare_curves, leads_text, min_prob_of, rule_text
 from hub.readout import lens_readout, top_tokens
 
 
@@ -72,7 +74,7 @@ def compare_states(ctx: RunContext, x: torch.Tensor, y: torch.Tensor, layers: li
     m = ctx.cfg.metric
     keep = [j for j in range(len(layers)) if _varies(x[:, j]) and _varies(y[:, j])]
     if not keep:
-        raise ValueError("every layer has a constant state over items on one side; nothing to compare")
+        raise UserError("every layer has a constant state over items on one side; nothing to compare")
     df = compare(x[:, keep].transpose(0, 1), y[:, keep].transpose(0, 1), metrics=tuple(m.names),
                  k=min(int(m.k), x.shape[0] - 1), csls=bool(m.csls), csls_k=int(m.csls_k), n_boot=int(m.n_boot),
                  ci=float(m.ci), seed=ctx.cfg.seed, clamp=m.get("clamp"), layers=[layers[j] for j in keep])
@@ -100,7 +102,8 @@ def lens_task(ctx: RunContext, adapter, lt, *, task: str, tag: str, heading: str
     example = lt.prompts[0].replace("\n", "\n    ")
     text = (f"{len(lt.prompts)} prompts; dropped {dict(lt.drops) or 'none'}. Lens final norm: "
             f"{'on' if cfg.lens_norm else 'off'}. Example prompt:\n\n    {example}\n\n"
-            + set_reading(df, lt.set_names, hub_set, surface_set, output_set) + group_table(lt, raw))
+            + set_reading(df, lt.set_names, hub_set, surface_set, output_set, min_prob_of(cfg))
+            + group_table(lt, raw))
     top = top_tokens(hm, lt.prompts[0], k=3, apply_norm=cfg.lens_norm)
     ctx.report.section(heading, text + f"\n\nTop lens tokens per layer for the example prompt ({lt.items[0]}):",
                        figures=[fig], table=top)
@@ -140,11 +143,12 @@ def _p(v: float) -> str:
 
 
 def set_reading(df: pd.DataFrame, names: list[str], hub_set: str, surface_set: str,
-                output_set: str | None = None, min_prob: float = 0.01) -> str:
+                output_set: str | None = None, min_prob: float = DEFAULT_MIN_PROB) -> str:
     """Peak and last-layer probability per set; the layers each set leads; where the hub set
     beats the surface set with separated 95% intervals; and, when the prompt's answer is a
-    set (``output_set``), whether that set wins at the last layer. A set whose probability
-    never reaches ``min_prob`` is called negligible: leading a layer at 1e-5 is not a readout."""
+    set (``output_set``), whether that set wins at the last layer. Every layer count follows
+    the materiality rule of hub.readings: a lead counts only where the leading probability
+    is >= ``min_prob`` (leading a layer at 1e-5 is not a readout)."""
     p = df[df["metric"] == "lang_prob"].pivot_table(index="layer", columns="set", values=["value", "ci_low", "ci_high"])
     v = p["value"]
     last = int(v.index.max())
@@ -154,19 +158,19 @@ def set_reading(df: pd.DataFrame, names: list[str], hub_set: str, surface_set: s
     for n in names:
         lead = [int(k) for k in v.index if leader[k] == n and v.loc[k, n] >= min_prob]
         lines.append(f"| {n} | {_p(v[n].max())} ({int(v[n].idxmax())}) | {_p(v.loc[last, n])} | {layer_ranges(lead)} |")
-    hub_wins = [int(k) for k in v.index if p["ci_low"].loc[k, hub_set] > p["ci_high"].loc[k, surface_set]]
-    surf_wins = [int(k) for k in v.index if p["ci_low"].loc[k, surface_set] > p["ci_high"].loc[k, hub_set]]
+    sets = {n: p.xs(n, axis=1, level="set") for n in names}
+    hs = compare_curves(sets[hub_set], sets[surface_set], min_prob)
     others = [n for n in names if n not in (hub_set, surface_set)]
-    hub_over_all = [k for k in hub_wins if all(p["ci_low"].loc[k, hub_set] > p["ci_high"].loc[k, o] for o in others)]
-    s = (f"Layers where p({hub_set}) > p({surface_set}) with separated 95% intervals: {layer_ranges(hub_wins)}; "
-         f"where p({surface_set}) > p({hub_set}): {layer_ranges(surf_wins)}. Layers where {hub_set} also beats every "
-         f"other set ({', '.join(others) or 'none'}): {layer_ranges(hub_over_all)}.")
+    beats = [set(compare_curves(sets[hub_set], sets[o], min_prob).a) for o in others]
+    hub_over_all = [k for k in hs.a if all(k in b for b in beats)]
+    s = (leads_text(hs, f"p({hub_set})", f"p({surface_set})") + f" Material layers where {hub_set} also beats "
+         f"every other set ({', '.join(others) or 'none'}): {layer_ranges(hub_over_all)}.")
     hub_peak = float(v[hub_set].max())
     if hub_peak < min_prob:
         s += (f" p({hub_set}) never reaches {_p(min_prob)} (peak {_p(hub_peak)}, layer {int(v[hub_set].idxmax())}): "
               f"the lens puts negligible mass on {hub_set} at any layer, so there is no {hub_set} readout here.")
     if output_set is not None:
-        mid = [k for k in hub_over_all if 0 < k < last and v.loc[k, hub_set] >= min_prob]
+        mid = [k for k in hub_over_all if 0 < k < last]
         out_wins = all(p["ci_low"].loc[last, output_set] > p["ci_high"].loc[last, o] for o in names if o != output_set)
         if mid and out_wins:
             s += f" This is the hub pattern: {hub_set} leads intermediate layers, {output_set} wins at the output."
@@ -174,5 +178,6 @@ def set_reading(df: pd.DataFrame, names: list[str], hub_set: str, surface_set: s
             s += (f" {output_set} wins at the output (p = {_p(v.loc[last, output_set])}), but {hub_set} never "
                   f"leads an intermediate layer with p ≥ {_p(min_prob)}: no hub pattern on this model.")
         else:
-            s += f" {output_set} (the answer's written form) does not clearly win at the output on this model."
-    return "\n".join(lines) + "\n\n" + s
+            s += (f" {output_set} (the answer's written form) does not clearly win at the output on this model: "
+                  "no hub pattern.")
+    return "\n".join(lines) + "\n\n" + s + " " + rule_text(min_prob)

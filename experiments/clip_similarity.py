@@ -17,8 +17,8 @@ from __future__ import annotations
 import pandas as pd
 from hydra.utils import instantiate
 
+from hub.errors import UserError
 from experiments.whisper_common import compare_states
-from hub.clip import get_clip
 from hub.context import RunContext
 from hub.describe import similarity_reading
 from hub.plots import layer_curves
@@ -28,7 +28,7 @@ TOWER_METRICS = ("cka", "cka_debiased", "mknn")
 
 def run(ctx: RunContext) -> pd.DataFrame:
     cfg = ctx.cfg
-    cm = get_clip(cfg.model, cfg.get("device", "cpu"))
+    cm = ctx.model
     adapter = instantiate(cfg.modality)
     items = adapter.items()
     img_states, img_embed = cm.image_states([it.image for it in items], batch_size=cfg.batch_size)
@@ -49,7 +49,7 @@ def run(ctx: RunContext) -> pd.DataFrame:
             per = compare_states(img_states[have], txt_states[:, match], metric, list(range(Li + 1)), seed=cfg.seed)
             frames.append(per.assign(task="towers", text_layer=per["layer"].map(dict(enumerate(match))), **ids))
     if not frames:
-        raise ValueError("no caption language has 4 or more captions")
+        raise UserError("no caption language has 4 or more captions")
     df = ctx.add(pd.concat(frames, ignore_index=True), modality="image")
     report(ctx, df, adapter)
     return df

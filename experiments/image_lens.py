@@ -25,11 +25,13 @@ import torch
 from hydra.utils import instantiate
 
 from hub.context import RunContext
+from hub.errors import UserError
 from hub.lens import LogitLens
 from hub.plots import layer_curves
+from hub.readings import compare_curves, leads_text, min_prob_of, rule_text
 from hub.readout import mean_ci
 from hub.tokensets import token_set
-from hub.vlm import MultimodalHubModel, get_multimodal
+from hub.models.vlm import MultimodalHubModel
 from modalities.synthetic_images import ImageItem
 
 
@@ -63,7 +65,7 @@ def image_positions(hm: MultimodalHubModel, items: list[ImageItem], prompt, max_
 
 def run(ctx: RunContext) -> pd.DataFrame:
     cfg = ctx.cfg
-    hm = get_multimodal(cfg.model, cfg.get("device", "cpu"))
+    hm = ctx.model
     adapter = instantiate(cfg.modality)
     items = adapter.items()
     layers = hm.check_layers(cfg.experiment.layers)
@@ -95,12 +97,12 @@ def run(ctx: RunContext) -> pd.DataFrame:
         red = lens.reduce(rows, token_sets=[s for s in sets for _ in range(k)])
         p = red["set_prob"].reshape(len(keep), k, L, 2).mean(1).numpy()  # [items, layer, 2]
         for s, name in enumerate(("caption", "unrelated")):
-            m, lo, hi = mean_ci(p[:, :, s])
+            m, lo, hi = mean_ci(p[:, :, s], bounds=(0.0, 1.0))
             frames.append(pd.DataFrame({"metric": "noun_prob", "set": name, "lang": lang, "layer": layers, "value": m,
                                         "ci_low": lo, "ci_high": hi, "n": len(keep)}))
     frames += colour_rows(hm, lens, items, flat, k, layers)
     if not frames:
-        raise ValueError(f"no items with usable noun token sets (drops: {drops})")
+        raise UserError(f"no items with usable noun token sets (drops: {drops})")
     df = ctx.add(pd.concat(frames, ignore_index=True), modality="image", task="image_lens", src="image")
     report(ctx, df, drops, k)
     return df
@@ -123,7 +125,7 @@ def colour_rows(hm, lens: LogitLens, items: list[ImageItem], flat: torch.Tensor,
         chance.append(len(ids) / hm.vocab_size)
     out = []
     for metric, vals in (("colour_top1", hits.mean(1)), ("colour_top1_any", hits.any(1).astype(float))):
-        m, lo, hi = mean_ci(vals)
+        m, lo, hi = mean_ci(vals, bounds=(0.0, 1.0))
         out.append(pd.DataFrame({"metric": metric, "set": "colour", "lang": "en", "layer": layers, "value": m,
                                  "ci_low": lo, "ci_high": hi, "n": len(idx), "baseline": float(np.mean(chance))}))
     return out
@@ -139,20 +141,20 @@ def report(ctx: RunContext, df: pd.DataFrame, drops: dict, k: int) -> None:
     if len(colour):
         figs.append(layer_curves(colour, ctx.out / "image_lens_colour.png", group="metric",
                                  title="solid colours: colour word is top-1", ylabel="fraction", ylim=(0, 1)))
-    lines = []
+    lines, min_prob = [], min_prob_of(ctx.cfg)
     for lang, d in nouns.groupby("lang", sort=False):
         c = d[d["set"] == "caption"].set_index("layer")
         u = d[d["set"] == "unrelated"].set_index("layer")
-        wins = [int(x) for x in c.index if c.loc[x, "ci_low"] > u.loc[x, "ci_high"]]
+        leads = compare_curves(c, u, min_prob)
         best = int((c["value"] - u["value"]).idxmax())
         lines.append(f"- **{lang}** (n = {int(c['n'].iloc[0])}): caption − unrelated peaks at layer {best} "
-                     f"({c.loc[best, 'value']:.4f} vs {u.loc[best, 'value']:.4f}); layers where the caption's nouns "
-                     f"beat the unrelated ones with separated 95% intervals: {wins or 'none'}.")
+                     f"({c.loc[best, 'value']:.4f} vs {u.loc[best, 'value']:.4f}). "
+                     + leads_text(leads, "caption nouns", "unrelated nouns"))
     for metric, d in colour.groupby("metric", sort=False):
         best = d.loc[d["value"].idxmax()]
         lines.append(f"- **{metric}**: best layer {int(best['layer'])} = {best['value']:.3f} "
                      f"(chance {best['baseline']:.2g}).")
     text = (f"{ctx.cfg.model.name}, {k} image-token positions per image, logit lens "
             f"{'with' if ctx.cfg.lens_norm else 'without'} the final norm.\n\n" + "\n".join(lines)
-            + f"\n\nDropped: {drops or 'none'}.")
+            + ("\n\n" + rule_text(min_prob) if len(nouns) else "") + f"\n\nDropped: {drops or 'none'}.")
     ctx.report.section("Logit lens at image positions", text, figures=figs)

@@ -24,7 +24,7 @@ from hub.context import RunContext
 from hub.neurons import deactivated, firing_counts, lape_select, load_neurons, save_neurons
 from hub.perplexity import token_windows
 from hub.plots import layer_curves, save_fig
-from hub.regions import model_identity, select_parameters
+from hub.regions import region_identity, select_parameters
 
 
 def run(ctx: RunContext) -> pd.DataFrame:
@@ -32,7 +32,7 @@ def run(ctx: RunContext) -> pd.DataFrame:
     e = cfg.experiment
     scoring, held_out = load_splits(cfg)
     langs = list(scoring)
-    ident = {k: str(v) for k, v in model_identity(hm, select_parameters(hm)).items()}
+    ident = {k: str(v) for k, v in region_identity(hm, select_parameters(hm)).items()}
     t0 = time.time()
     counts, n_tok = {}, {}
     for lang in langs:

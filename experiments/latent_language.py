@@ -17,6 +17,7 @@ from hydra.utils import instantiate
 from hub.context import RunContext
 from hub.describe import latent_reading
 from hub.plots import layer_curves
+from hub.readings import min_prob_of
 from hub.readout import lens_readout
 
 
@@ -43,7 +44,7 @@ def run_task(ctx: RunContext, adapter, task: str, src: str, tgt: str) -> pd.Data
     ctx.report.section(
         f"Latent language: {task} {lt.src} → {lt.tgt}",
         f"{len(lt.prompts)} prompts; dropped {dict(lt.drops) or 'none'}. Example prompt:\n\n    {example}\n\n"
-        + latent_reading(df, lt.tgt, lt.latent),
+        + latent_reading(df, lt.tgt, lt.latent, min_prob_of(cfg)),
         figures=figs,
     )
     return df

@@ -20,7 +20,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from hub.context import RunContext
-from hub.model import HubModel
+from hub.errors import UserError, UserFileError
+from hub.models import HubModel
 from hub.perplexity import Perplexity, perplexities
 from hub.regions import MONO_PREFIX, RegionSet, accumulate_importance, build_regions
 
@@ -28,9 +29,9 @@ from hub.regions import MONO_PREFIX, RegionSet, accumulate_importance, build_reg
 def split_text(text: str, eval_fraction: float = 0.4, name: str = "text") -> tuple[str, str]:
     """(scoring part, evaluation part): cut at the line break nearest ``1 - eval_fraction``."""
     if not isinstance(text, str) or not text.strip():
-        raise ValueError(f"{name}: empty text; expected running text to split into scoring and evaluation parts")
+        raise UserError(f"{name}: empty text; expected running text to split into scoring and evaluation parts")
     if not 0.0 < float(eval_fraction) < 1.0:
-        raise ValueError(f"eval_fraction must be in (0, 1), got {eval_fraction!r}")
+        raise UserError(f"eval_fraction must be in (0, 1), got {eval_fraction!r}")
     text = text.strip()
     cut = round(len(text) * (1.0 - float(eval_fraction)))
     breaks = [i + 1 for i, ch in enumerate(text) if ch == "\n"]
@@ -38,7 +39,7 @@ def split_text(text: str, eval_fraction: float = 0.4, name: str = "text") -> tup
         cut = min(breaks, key=lambda b: abs(b - cut))
     score, held = text[:cut].strip(), text[cut:].strip()
     if not score or not held:
-        raise ValueError(f"{name}: text too short to split (eval_fraction={eval_fraction}): "
+        raise UserError(f"{name}: text too short to split (eval_fraction={eval_fraction}): "
                          f"{len(score)} scoring and {len(held)} evaluation characters")
     return score, held
 
@@ -46,10 +47,10 @@ def split_text(text: str, eval_fraction: float = 0.4, name: str = "text") -> tup
 def _read(path: str | Path, lang: str) -> str:
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"language {lang!r}: corpus file {p} does not exist")
+        raise UserFileError(f"language {lang!r}: corpus file {p} does not exist")
     text = p.read_text(encoding="utf-8")
     if not text.strip():
-        raise ValueError(f"language {lang!r}: corpus file {p} is empty")
+        raise UserError(f"language {lang!r}: corpus file {p} is empty")
     return text
 
 
@@ -64,7 +65,7 @@ def _from_hf(spec: Mapping, langs: Sequence[str]) -> dict[str, str]:
     tcol, lcol = spec.get("text_column", "text"), spec.get("lang_column", "lang")
     for c in (tcol, lcol):
         if c not in ds.column_names:
-            raise ValueError(f"hf_dataset {spec['path']}: no column {c!r}; columns are {ds.column_names}")
+            raise UserError(f"hf_dataset {spec['path']}: no column {c!r}; columns are {ds.column_names}")
     out = {lang: [] for lang in langs}
     for row in ds:
         if row[lcol] in out:
@@ -77,7 +78,7 @@ def load_texts(cfg: DictConfig) -> dict[str, str]:
     e = cfg.experiment
     langs = [str(x) for x in e.languages]
     if not langs:
-        raise ValueError("experiment.languages is empty")
+        raise UserError("experiment.languages is empty")
     if e.get("hf_dataset"):
         texts = _from_hf(OmegaConf.to_container(e.hf_dataset, resolve=True), langs)
     else:
@@ -85,7 +86,7 @@ def load_texts(cfg: DictConfig) -> dict[str, str]:
         texts = {lang: _read(own.get(lang) or Path(str(cfg.data.corpus)) / f"{lang}.txt", lang) for lang in langs}
     for lang, t in texts.items():
         if not t.strip():
-            raise ValueError(f"language {lang!r}: empty text")
+            raise UserError(f"language {lang!r}: empty text")
     return texts
 
 
@@ -111,7 +112,7 @@ def get_regions(ctx: RunContext, hm: HubModel, scoring: Mapping[str, str], mono:
         rs = RegionSet.load(e.regions_file, hm)
         missing = set(scoring) - set(rs.meta["languages"])
         if mono and missing:
-            raise ValueError(f"regions_file {e.regions_file} has no monolingual regions for {sorted(missing)}; "
+            raise UserError(f"regions_file {e.regions_file} has no monolingual regions for {sorted(missing)}; "
                              f"it was scored on {rs.meta['languages']}")
         ctx.report.meta["regions"] = f"loaded from {e.regions_file}"
         return rs

@@ -20,9 +20,10 @@ import random
 import numpy as np
 import pandas as pd
 
+from hub.errors import UserError
 from experiments.regions_common import eval_rows, get_regions, load_splits, wants_mono
 from hub.context import RunContext
-from hub.plots import save_fig
+from hub.plots import line_styles, save_fig
 from hub.regions import NONE, dimension_mask, edit, outlier_dimensions, scale_by
 
 
@@ -37,7 +38,7 @@ def run(ctx: RunContext) -> pd.DataFrame:
     cfg, hm = ctx.cfg, ctx.model
     e = cfg.experiment
     if e.mode not in ("zero", "scale"):
-        raise ValueError(f"experiment.mode must be 'zero' or 'scale', got {e.mode!r}")
+        raise UserError(f"experiment.mode must be 'zero' or 'scale', got {e.mode!r}")
     scoring, held_out = load_splits(cfg)
     regions = get_regions(ctx, hm, scoring, mono=wants_mono([e.region]))
     base = regions[str(e.region)]
@@ -82,9 +83,11 @@ def report(ctx: RunContext, df: pd.DataFrame, outliers, controls, score, factor:
     ax.set_title("activation profile: outliers (o), controls (x)")
     ax = axes[1]
     langs = list(table.columns)
-    for i, (idx, row) in enumerate(table.iterrows()):
-        ax.plot(langs, row.to_numpy(), marker="o", lw=1, color=("k" if idx[0] == NONE else
-                f"C{3 if idx[1] == 'outlier' else 0}"), alpha=0.9 if idx[1] != "control" else 0.5,
+    styles = line_styles([idx[0] for idx in table.index], order=[idx[0] for idx in table.index])
+    for idx, row in table.iterrows():  # a distinct style per region; controls drawn lighter
+        st = styles[idx[0]]
+        ax.plot(langs, row.to_numpy(), marker=st["marker"] or "o", ls=st["ls"], lw=1,
+                color="k" if idx[0] == NONE else st["color"], alpha=0.9 if idx[1] != "control" else 0.6,
                 label=idx[0])
     ax.set_yscale("log")
     ax.set_ylabel("perplexity")

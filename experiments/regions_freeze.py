@@ -24,10 +24,11 @@ import time
 import numpy as np
 import pandas as pd
 
+from hub.errors import UserError
 from experiments.regions_common import eval_rows, get_regions, load_splits, wants_mono
 from hub.context import RunContext
 from hub.perplexity import token_windows
-from hub.plots import save_fig
+from hub.plots import line_styles, save_fig
 from hub.regions import NONE, continue_pretraining, restoring, select_parameters
 
 
@@ -37,7 +38,7 @@ def run(ctx: RunContext) -> pd.DataFrame:
     scoring, held_out = load_splits(cfg)
     lang = str(e.train_lang)
     if lang not in scoring:
-        raise ValueError(f"experiment.train_lang={lang!r} is not among experiment.languages {list(scoring)}")
+        raise UserError(f"experiment.train_lang={lang!r} is not among experiment.languages {list(scoring)}")
     regions = get_regions(ctx, hm, scoring, mono=wants_mono(e.freeze))
     conditions = regions.resolve(list(e.freeze))
     train = token_windows(hm, scoring[lang], int(e.window), int(e.train_tokens), name=f"language {lang!r}")
@@ -100,9 +101,11 @@ def report(ctx: RunContext, df: pd.DataFrame, lang: str) -> None:
     ax.grid(axis="y", alpha=0.3)
     ax = axes[1]
     loss = df[df.metric == "train_loss"]
-    for i, c in enumerate(conds):
+    styles = line_styles(conds, order=conds)
+    for c in conds:
         d = loss[loss.frozen == c]
-        ax.plot(d["step"], d["value"], color=f"C{i}", label=c)
+        ax.plot(d["step"], d["value"], color=styles[c]["color"], ls=styles[c]["ls"], marker=styles[c]["marker"],
+                markevery=max(1, len(d) // 8), label=c)
     ax.set_xlabel("step")
     ax.set_ylabel(f"training loss ({lang})")
     ax.grid(alpha=0.3)

@@ -19,8 +19,10 @@ import pandas as pd
 import torch
 
 from hub.context import RunContext
+from hub.errors import UserError, UserFileError
 from hub.lens import LogitLens
 from hub.plots import layer_curves
+from hub.readings import compare_curves, curve, layer_ranges, min_prob_of, rule_text
 from hub.readout import mean_ci
 from hub.tokensets import token_set
 from modalities.dictionary import glossed_words, load_cedict, load_freedict, load_tsv
@@ -38,21 +40,21 @@ def load_paragraphs(text_dir: Path, lang: str, dict_cfg: dict | None) -> list[tu
             if line.strip():
                 obj = json.loads(line)
                 if "text" not in obj or "words" not in obj:
-                    raise ValueError(f"{jsonl}: line {i}: expected fields 'text' and 'words'")
+                    raise UserError(f"{jsonl}: line {i}: expected fields 'text' and 'words'")
                 out.append((obj["text"], [tuple(w) for w in obj["words"]]))
         return out
     if txt.exists():
         d = _dictionary(lang, dict_cfg)
         paras = [p.strip() for p in txt.read_text(encoding="utf-8").split("\n\n") if p.strip()]
         return [(p, glossed_words(p, d, spaced=lang not in UNSPACED)) for p in paras]
-    raise FileNotFoundError(f"no running text for {lang!r}: expected {jsonl} or {txt}")
+    raise UserFileError(f"no running text for {lang!r}: expected {jsonl} or {txt}")
 
 
 def _dictionary(lang: str, cfg: dict | None):
     if not cfg:
         if lang == "zh":
             return load_cedict()
-        raise ValueError(f"running text {lang}.txt has no glosses: configure experiment.dictionaries.{lang} "
+        raise UserError(f"running text {lang}.txt has no glosses: configure experiment.dictionaries.{lang} "
                          "(kind: cedict | freedict | tsv and its paths)")
     kind = cfg["kind"]
     if kind == "cedict":
@@ -61,7 +63,7 @@ def _dictionary(lang: str, cfg: dict | None):
         return load_freedict(cfg["index"], cfg["data"], lang, cfg.get("english_headwords", True))
     if kind == "tsv":
         return load_tsv(cfg["path"], lang)
-    raise ValueError(f"dictionary kind {kind!r} for {lang}: expected cedict, freedict or tsv")
+    raise UserError(f"dictionary kind {kind!r} for {lang}: expected cedict, freedict or tsv")
 
 
 def word_positions(tokenizer, text: str, words: list, drops: Counter) -> list[tuple[int, str, str]]:
@@ -90,6 +92,17 @@ def word_positions(tokenizer, text: str, words: list, drops: Counter) -> list[tu
     return out
 
 
+def running_text_row(d: pd.DataFrame, lang: str, drops: dict, min_prob: float) -> str:
+    """One table row: how many material middle layers have p(en) > p(actual word) (means, no
+    interval test), with the leads that the materiality rule does not count listed apart."""
+    a, e = curve(d, lang), curve(d, "en")
+    mid = [k for k in a.index if 0 < k < max(a.index)]
+    leads = compare_curves(e.loc[mid], a.loc[mid], min_prob, separated=False)
+    return (f"| {lang} | {int(d['n'].iloc[0])} | {len(leads.a)}/{len(leads.material)} (of {len(mid)}) | "
+            f"{layer_ranges(leads.a_immaterial)} | {e.loc[mid, 'value'].max():.3f} (layer "
+            f"{int(e.loc[mid, 'value'].idxmax())}) | {a['value'].iloc[-1]:.3f} | {e['value'].iloc[-1]:.3f} | {drops} |")
+
+
 def run(ctx: RunContext) -> pd.DataFrame:
     cfg, hm = ctx.cfg, ctx.model
     ex = cfg.experiment
@@ -111,14 +124,14 @@ def run(ctx: RunContext) -> pd.DataFrame:
                 items.append((p, pos, surface, english, ts, es))
         drops_by_lang[lang] = dict(drops)
         if len(items) < 4:
-            raise ValueError(f"running text {lang}: only {len(items)} usable words after drops {dict(drops)}")
+            raise UserError(f"running text {lang}: only {len(items)} usable words after drops {dict(drops)}")
         states = hm.capture([t for t, _ in paras], layers=layers, positions="all", batch_size=cfg.batch_size)
         picked = torch.stack([states[p][:, pos] for p, pos, *_ in items])  # [n_words, layer, d]
         red = lens.reduce(picked, token_sets=[[list(ts), list(es)] for *_, ts, es in items])
         sp = red["set_prob"].numpy()
         rows = []
         for s, name in enumerate([lang, "en"]):
-            m, lo, hi = mean_ci(sp[:, :, s])
+            m, lo, hi = mean_ci(sp[:, :, s], bounds=(0.0, 1.0))
             rows += [{"metric": "lang_prob", "lang": name, "layer": k, "value": m[j], "ci_low": lo[j],
                       "ci_high": hi[j], "n": len(items)} for j, k in enumerate(layers)]
         frames.append(ctx.add(pd.DataFrame(rows), task="running_text", src=lang, tgt=lang, modality="text"))
@@ -126,18 +139,15 @@ def run(ctx: RunContext) -> pd.DataFrame:
     plot = df.assign(series=lambda d: d["lang"].where(d["lang"] == "en", "actual word"))
     fig = layer_curves(plot, ctx.out / "running_text_lens.png", group="series", panels="src", baseline_col=None,
                        title="running text: p(actual next word) vs p(English translation)", ylabel="probability")
-    lines = []
-    for lang, d in df.groupby("src", sort=False):
-        a = d[d["lang"] == lang].set_index("layer")["value"]
-        e = d[d["lang"] == "en"].set_index("layer")["value"]
-        mid = [k for k in a.index if 0 < k < max(a.index)]
-        wins = [k for k in mid if e[k] > a[k]]
-        lines.append(f"| {lang} | {int(d['n'].iloc[0])} | {len(wins)}/{len(mid)} | {e[mid].max():.3f} "
-                     f"(layer {int(e[mid].idxmax())}) | {a.iloc[-1]:.3f} | {e.iloc[-1]:.3f} | {drops_by_lang[lang]} |")
+    min_prob = min_prob_of(cfg)
+    lines = [running_text_row(d, lang, drops_by_lang[lang], min_prob) for lang, d in df.groupby("src", sort=False)]
     ctx.report.section(
         "Running-text lens: actual next word vs its English translation",
-        "| lang | words | middle layers with p(en) > p(actual) | max p(en) in the middle | p(actual) last | "
-        "p(en) last | dropped |\n|---|---|---|---|---|---|---|\n" + "\n".join(lines),
+        "| lang | words | material middle layers with p(en) > p(actual) | p(en) > p(actual), not counted "
+        f"(p(en) < {min_prob:g}) | max p(en) in the middle | p(actual) last | p(en) last | dropped |\n"
+        "|---|---|---|---|---|---|---|---|\n" + "\n".join(lines) + "\n\nMiddle layers: 0 < layer < last. A middle "
+        "layer is material where max(p(en), p(actual)) ≥ the threshold; the count is 'p(en) leads / material "
+        "middle layers'. " + rule_text(min_prob),
         figures=[fig],
     )
     return df

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from hub.context import RunContext
 from hub.describe import similarity_reading
+from hub.errors import UserError
 from hub.pairs import compare_paired
 from hub.plots import layer_curves
 
@@ -37,7 +38,7 @@ def run(ctx: RunContext) -> pd.DataFrame:
         frames.append(compare_paired(hm, pset, cfg.metric, layers=cfg.experiment.layers,
                                      batch_size=cfg.batch_size, seed=cfg.seed, cache=cache))
     if not frames:
-        raise ValueError(f"{adapter.describe()} yielded no paired sets; check the modality config")
+        raise UserError(f"{adapter.describe()} yielded no paired sets; check the modality config")
     df = pd.concat(frames, ignore_index=True)
     df = ctx.add(df, modality=getattr(adapter, "modality", "unknown"))
     report_similarity(ctx, df, adapter)

@@ -20,11 +20,12 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from hub.errors import UserError
 from experiments.steer_common import (any_effect, best_cell, describe_cell, effect_figure, resolve_layers,
                                       summarise)
 from hub.context import RunContext
 from hub.intervene import Intervention, next_token_logprobs_with, token_id
-from hub.model import HubModel
+from hub.models import HubModel
 from hub.results import atomic_write_text
 from modalities.numbers import number_word
 
@@ -37,15 +38,15 @@ def make_items(answer: str, a_range: tuple[int, int], b_range: tuple[int, int], 
                exclude: set[tuple[int, int]] = frozenset()) -> list[tuple[int, int, int]]:
     """Random distinct (a, b, b'), b != b', both answers single digits, (a, b) not in ``exclude``."""
     if answer not in ANSWERS:
-        raise ValueError(f"answer={answer!r}: expected one of {list(ANSWERS)}")
+        raise UserError(f"answer={answer!r}: expected one of {list(ANSWERS)}")
     if n_items < 1:
-        raise ValueError(f"n_items={n_items}: expected at least 1")
+        raise UserError(f"n_items={n_items}: expected at least 1")
     f = ANSWERS[answer]
     As, Bs = range(a_range[0], a_range[1] + 1), range(b_range[0], b_range[1] + 1)
     pool = [(a, b, c) for a in As for b in Bs for c in Bs
             if b != c and (a, b) not in exclude and 0 <= f(a, b) <= 9 and 0 <= f(a, c) <= 9]
     if not pool:
-        raise ValueError(f"no items with single-digit answers for answer={answer}, a in {a_range}, b in {b_range}")
+        raise UserError(f"no items with single-digit answers for answer={answer}, a in {a_range}, b in {b_range}")
     rng = np.random.default_rng(seed)
     idx = rng.permutation(len(pool))[:n_items]
     return [pool[i] for i in sorted(idx)]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import pandas as pd
 from tqdm.auto import tqdm
 
+from hub.errors import UserError
 from experiments.steer_common import (any_effect, best_cell, describe_cell, effect_figure, resolve_layers,
                                       summarise)
 from hub.context import RunContext
@@ -64,7 +65,7 @@ def run(ctx: RunContext) -> pd.DataFrame:
     v = unembedding_direction(hm, cfg.token_a, cfg.token_b)
     zero = token_id(hm, str(cfg.zero_token))
     if cfg.unit not in ("raw", "resid"):
-        raise ValueError(f"experiment.unit={cfg.unit!r}: expected 'raw' or 'resid'")
+        raise UserError(f"experiment.unit={cfg.unit!r}: expected 'raw' or 'resid'")
     unit = {k: (mean_state_norm(hm, prompts, k, "last", bs) / float(v.norm()) if cfg.unit == "resid" else 1.0)
             for k in layers}
     base_lp = next_token_logprobs_with(hm, prompts, None, token_ids=[zero], batch_size=bs)[:, 0]

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hub.model import HubModel
+from hub.errors import UserError
+from hub.models import HubModel
 from hub.plots import layer_curves
 
 
@@ -26,7 +27,7 @@ def resolve_layers(hm: HubModel, spec: Sequence[int | float]) -> list[int]:
     for x in spec:
         if isinstance(x, float) and not x.is_integer():
             if not 0 < x < 1:
-                raise ValueError(f"layer {x!r}: expected an int layer or a fraction of depth in (0, 1)")
+                raise UserError(f"layer {x!r}: expected an int layer or a fraction of depth in (0, 1)")
             x = min(hm.n_layers, max(1, round(x * hm.n_layers)))
         if int(x) not in out:
             out.append(int(x))
@@ -38,7 +39,7 @@ def bootstrap_ci(values: Sequence[float], ci: float = 0.95, n_boot: int = 1000, 
     """Mean of ``values`` and its percentile-bootstrap interval; a single value has a zero-width one."""
     x = np.asarray(values, dtype=float)
     if x.size == 0:
-        raise ValueError("bootstrap_ci: no values: expected at least one unit")
+        raise UserError("bootstrap_ci: no values: expected at least one unit")
     m = float(x.mean())
     if x.size == 1 or n_boot <= 0:
         return m, m, m

@@ -28,11 +28,12 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from hub.errors import UserError, UserFileError
 from experiments.steer_common import (any_effect, best_cell, describe_cell, effect_figure, resolve_layers,
                                       summarise)
 from hub.context import RunContext
 from hub.intervene import Intervention, generate_with, mean_state_norm, next_token_logprobs_with
-from hub.model import HubModel
+from hub.models import HubModel
 from hub.results import atomic_write_text
 
 NO_SPACE_LANGS = {"zh", "ja"}
@@ -52,7 +53,7 @@ def read_lexicon(path: str | Path, lang: str) -> Lexicon:
     """Read ``<+|->\\t<entry>`` lines (``#`` comments); both polarities must be non-empty."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"sentiment lexicon for {lang!r} not found at {path}: expected a file of "
+        raise UserFileError(f"sentiment lexicon for {lang!r} not found at {path}: expected a file of "
                                 "'+<TAB>word' / '-<TAB>word' lines")
     pos, neg = [], []
     for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
@@ -60,10 +61,10 @@ def read_lexicon(path: str | Path, lang: str) -> Lexicon:
             continue
         sign, _, word = line.partition("\t")
         if sign not in ("+", "-") or not word.strip():
-            raise ValueError(f"{path}:{i}: expected '+<TAB>word' or '-<TAB>word', got {line!r}")
+            raise UserError(f"{path}:{i}: expected '+<TAB>word' or '-<TAB>word', got {line!r}")
         (pos if sign == "+" else neg).append(word.strip())
     if not pos or not neg:
-        raise ValueError(f"{path}: needs positive and negative entries, got {len(pos)} and {len(neg)}")
+        raise UserError(f"{path}: needs positive and negative entries, got {len(pos)} and {len(neg)}")
     return Lexicon(lang, tuple(pos), tuple(neg))
 
 
@@ -76,7 +77,7 @@ def read_prompts(path: str | Path, langs: list[str]) -> dict[str, list[str]]:
             out.setdefault(lang, []).append(prompt)
     missing = [L for L in langs if not out.get(L)]
     if missing:
-        raise ValueError(f"{path}: no prompts for languages {missing}: expected 'lang<TAB>prompt' lines")
+        raise UserError(f"{path}: no prompts for languages {missing}: expected 'lang<TAB>prompt' lines")
     return {L: out[L] for L in langs}
 
 
@@ -93,7 +94,7 @@ class Split:
 def split_lexicon(lex: Lexicon, n_build: int, seed: int) -> Split:
     """Random ``n_build`` words per polarity build the vector; the rest are held out."""
     if not 0 < n_build < min(len(lex.positive), len(lex.negative)):
-        raise ValueError(f"n_build={n_build}: expected 1..{min(len(lex.positive), len(lex.negative)) - 1} "
+        raise UserError(f"n_build={n_build}: expected 1..{min(len(lex.positive), len(lex.negative)) - 1} "
                          f"for the {lex.lang} lexicon (some words must be held out)")
     rng = np.random.default_rng([seed, zlib.crc32(lex.lang.encode())])
     p, n = rng.permutation(len(lex.positive)), rng.permutation(len(lex.negative))
@@ -164,7 +165,7 @@ def classifier_scores(path: str, positive_label: str, texts: list[str], batch_si
     out = clf(texts, batch_size=batch_size, truncation=True)
     labels = {d["label"] for d in out[0]}
     if positive_label not in labels:
-        raise ValueError(f"classifier {path}: label {positive_label!r} not among {sorted(labels)}; set "
+        raise UserError(f"classifier {path}: label {positive_label!r} not among {sorted(labels)}; set "
                          "experiment.classifier.positive_label")
     return np.array([next(d["score"] for d in o if d["label"] == positive_label) for o in out])
 

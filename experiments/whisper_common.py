@@ -16,7 +16,8 @@ from torch import Tensor
 
 from hub.compare import compare
 from hub.context import RunContext
-from hub.whisper import SAMPLE_RATE, WhisperHub, get_whisper
+from hub.errors import UserError, UserIndexError
+from hub.models.whisper import SAMPLE_RATE, WhisperHub
 from modalities.audio import AudioAdapter, SpeechSet
 
 
@@ -39,23 +40,23 @@ class Speech:
 def model(ctx: RunContext) -> WhisperHub:
     kind = ctx.cfg.model.get("kind", "causal_lm")
     if kind != "whisper":
-        raise ValueError(f"{ctx.cfg.experiment.name} needs a Whisper model (model.kind: whisper), got "
+        raise UserError(f"{ctx.cfg.experiment.name} needs a Whisper model (model.kind: whisper), got "
                          f"model={ctx.cfg.model.name} (kind {kind}); try model=whisper_base or model=tiny_whisper")
-    return get_whisper(ctx.cfg.model, ctx.cfg.get("device", "cpu"))
+    return ctx.model
 
 
 def speech(ctx: RunContext) -> Speech:
     """The configured speech set, restricted to sentences spoken in every language."""
     adapter: AudioAdapter = instantiate(ctx.cfg.modality)
     if not isinstance(adapter, AudioAdapter):
-        raise ValueError(f"the Whisper experiments need modality=audio, got {type(adapter).__name__}")
+        raise UserError(f"the Whisper experiments need modality=audio, got {type(adapter).__name__}")
     s = adapter.load()
     langs = adapter.languages
     ids = s.aligned(langs, adapter.kind)
     if adapter.max_items:
         ids = ids[: adapter.max_items]
     if len(ids) < 4:
-        raise ValueError(f"only {len(ids)} items are spoken in all of {langs} (drops: {dict(s.drops)}); "
+        raise UserError(f"only {len(ids)} items are spoken in all of {langs} (drops: {dict(s.drops)}); "
                          "at least 4 are needed")
     rows = {lang: [s.by_id(lang, adapter.kind)[i] for i in ids] for lang in langs}
     return Speech(s, ids, rows, adapter)
@@ -96,7 +97,7 @@ def compare_states(x: Tensor, y: Tensor, metric: Mapping, layers: Sequence[int],
     k = min(int(metric["k"]), n - 1)
     keep = varying_layers(x, y)
     if not keep:
-        raise ValueError("every layer is constant over items on one side; nothing to compare")
+        raise UserError("every layer is constant over items on one side; nothing to compare")
     layers = list(layers)
     df = compare(x[:, keep].transpose(0, 1).float(), y[:, keep].transpose(0, 1).float(),
                  metrics=tuple(metric["names"]), k=k, csls=bool(metric["csls"]), csls_k=int(metric["csls_k"]),
@@ -112,7 +113,7 @@ def layers_of(spec, n_layers: int) -> list[int]:
     out = [int(k) for k in spec]
     bad = [k for k in out if not 0 <= k <= n_layers]
     if bad:
-        raise IndexError(f"layers {bad} are out of range 0..{n_layers}")
+        raise UserIndexError(f"layers {bad} are out of range 0..{n_layers}")
     return out
 
 

@@ -24,11 +24,13 @@ import torch
 from experiments import whisper_common as wc
 from hub.context import RunContext
 from hub.describe import latent_reading
+from hub.errors import UserError
 from hub.lens import LogitLens
 from hub.plots import layer_curves
+from hub.readings import min_prob_of, rule_text
 from hub.readout import mean_ci
 from hub.tokensets import token_set
-from hub.whisper import WhisperHub
+from hub.models.whisper import WhisperHub
 from modalities.audio import find_words, lexicon
 
 
@@ -102,7 +104,7 @@ def run(ctx: RunContext) -> pd.DataFrame:
                               "p(English) max over layers": float(red["set_prob"][i, :, 1].max())}
                              for i, (s, t) in enumerate(zip(slots, top))]
     if not frames:
-        raise ValueError(f"no readable words in any language (drops: {drops})")
+        raise UserError(f"no readable words in any language (drops: {drops})")
     df = ctx.add(pd.concat(frames, ignore_index=True), modality="audio", task="whisper_lens")
     report(ctx, df, drops, pd.DataFrame(examples))
     return df
@@ -112,10 +114,10 @@ def _rows(set_prob: np.ndarray, entropy: np.ndarray, layers: list[int], lang: st
     """Tidy per-layer means and intervals: lang_prob for the spoken word and English, entropy."""
     rows, n = [], set_prob.shape[0]
     for s, name in enumerate((lang, "en")):
-        m, lo, hi = mean_ci(set_prob[:, :, s])
+        m, lo, hi = mean_ci(set_prob[:, :, s], bounds=(0.0, 1.0))
         rows += [{"metric": "lang_prob", "lang": name, "layer": k, "value": m[j], "ci_low": lo[j], "ci_high": hi[j],
                   "n": n} for j, k in enumerate(layers)]
-    m, lo, hi = mean_ci(entropy)
+    m, lo, hi = mean_ci(entropy, bounds=(0.0, np.inf))
     rows += [{"metric": "entropy", "lang": "all", "layer": k, "value": m[j], "ci_low": lo[j], "ci_high": hi[j], "n": n}
              for j, k in enumerate(layers)]
     return pd.DataFrame(rows).assign(src=lang, tgt=lang, condition=cond)
@@ -128,10 +130,11 @@ def report(ctx: RunContext, df: pd.DataFrame, drops: dict, examples: pd.DataFram
         figs.append(layer_curves(d, ctx.out / f"whisper_lens_{cond}.png", group="series", panels="src",
                                  baseline_col=None, title=f"audio: {cond}", ylabel="probability", ylim=(0, 1)))
         for src, s in d.groupby("src", sort=False):
-            readings.append(f"- **{src}, audio = {cond}** (n = {int(s['n'].iloc[0])}): " + latent_reading(s, src, "en"))
+            readings.append(f"- **{src}, audio = {cond}** (n = {int(s['n'].iloc[0])}): "
+                            + latent_reading(s, src, "en", min_prob_of(ctx.cfg), state_rule=False))
     text = (f"{ctx.cfg.model.name}, decoder layers 0..{int(df['layer'].max())}, logit lens with "
             f"{'the' if ctx.cfg.lens_norm else 'no'} final layer norm, at the position before each concept word of the "
-            "teacher-forced transcript.\n\n" + "\n".join(readings)
+            "teacher-forced transcript.\n\n" + "\n".join(readings) + "\n\n" + rule_text(min_prob_of(ctx.cfg))
             + f"\n\nDropped read positions: {drops or 'none'}.")
     ctx.report.section("Whisper decoder logit lens: spoken language vs English", text, figures=figs,
                        table=examples.head(12) if len(examples) else None)

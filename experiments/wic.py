@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from experiments.arithmetic import layer_ranges
 from hub.context import RunContext
+from hub.errors import UserError
 from hub.plots import layer_curves
-from modalities.wic import WicProbe, auc, best_threshold, load_wic, read_graded, spearman_ci, wilson
+from modalities.wic import DATA as WIC_DATA, WicProbe, auc, best_threshold, load_wic, read_graded, spearman_ci, wilson
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +38,10 @@ def run(ctx: RunContext) -> pd.DataFrame:
     w = cfg.wic
     layers = hm.check_layers(cfg.experiment.layers)
     frames, train_vecs, notes = [], {}, []
-    for name, root in w.sets.items():
+    sets, graded_cfgs, left_out = sources(w)
+    if left_out:
+        notes.append("Left out (shipped data; you gave your own): " + "; ".join(left_out) + ".")
+    for name, root in sets.items():
         ws = load_wic(root, name, check_target=w.check_target, max_items=w.max_items, seed=cfg.seed)
         thr_split, eval_split = protocol(ws)
         notes.append(f"**{name}** ({root}): " + ", ".join(f"{s} {len(v)}" for s, v in ws.splits.items())
@@ -52,7 +57,7 @@ def run(ctx: RunContext) -> pd.DataFrame:
             df = evaluate(cos[thr_split], labels[thr_split], cos[eval_split], labels[eval_split], layers, cfg.seed)
             frames.append(df.assign(mode=mode, lang=name, task="wic", split=eval_split))
     graded_notes = []
-    for g in w.get("graded") or []:
+    for g in graded_cfgs:
         rows, note = graded(ctx, g, layers, train_vecs)
         frames.append(rows)
         graded_notes.append(note)
@@ -61,18 +66,42 @@ def run(ctx: RunContext) -> pd.DataFrame:
     return df
 
 
+def sources(w) -> tuple[dict, list, list[str]]:
+    """The WiC sets and graded files of this run, and what was left out.
+
+    ``wic.sets`` null means the shipped sets (``wic.shipped_sets``). When any set or graded file
+    is the user's own, the shipped ones are left out (named in the report), so a run on your own
+    data never mixes in the project's.
+    """
+    sets = dict(w.sets) if w.get("sets") is not None else dict(w.shipped_sets)
+    if not sets:
+        raise UserError("wic.sets is empty, in the wic config; expected name: directory pairs, e.g. "
+                        "'wic.sets={wic: /data/WiC_dataset}'")
+    graded = list(w.get("graded") or [])
+
+    def shipped(p) -> bool:
+        return Path(str(p)).resolve().is_relative_to(WIC_DATA.resolve())
+
+    own_sets = any(not shipped(p) for p in sets.values())
+    own_any = own_sets or any(not shipped(g.path) for g in graded)
+    left = [f"set {n} ({p})" for n, p in sets.items() if own_sets and shipped(p)]
+    left += [f"graded {g.get('name', 'graded')} ({g.path})" for g in graded if own_any and shipped(g.path)]
+    sets = {n: p for n, p in sets.items() if not (own_sets and shipped(p))}
+    return sets, [g for g in graded if not (own_any and shipped(g.path))], left
+
+
 def protocol(ws) -> tuple[str, str]:
     """(threshold split, evaluation split): dev/test when test has gold labels, else train/dev."""
     missing = [s for s in ("train", "dev", "test") if s not in ws.splits]
     if "train" in missing or "dev" in missing:
-        raise ValueError(f"WiC set {ws.name!r} needs train and dev splits; missing {missing}")
+        raise UserError(f"WiC set {ws.name!r} needs train and dev splits; missing {missing}")
     has_gold = {s: all(it.label is not None for it in items) and len(items) > 0 for s, items in ws.splits.items()}
     if has_gold.get("test"):
         return "dev", "test"
     if has_gold["dev"] and has_gold["train"]:
         log.warning("WiC set %s: the test split has no gold labels; threshold on train, accuracy on dev", ws.name)
         return "train", "dev"
-    raise ValueError(f"WiC set {ws.name!r}: gold labels are needed for train and dev (found gold for "
+    raise UserError(f"WiC set {ws.name!r}: gold labels are needed for train and dev (found gold for "
                      f"{[s for s, g in has_gold.items() if g]})")
 
 
@@ -107,7 +136,7 @@ def graded(ctx: RunContext, g, layers: list[int], train_vecs: dict) -> tuple[pd.
     drops, notes = Counter(), Counter()
     items = read_graded(g.path, g.get("column", "mean_relatedness"), drops, notes, cfg.wic.check_target)
     if len(items) < 4:
-        raise ValueError(f"{g.path}: only {len(items)} usable graded pairs after dropping {dict(drops)}")
+        raise UserError(f"{g.path}: only {len(items)} usable graded pairs after dropping {dict(drops)}")
     scores = np.array([it.score for it in items])
     frames = []
     for mode in cfg.wic.modes:
@@ -115,7 +144,7 @@ def graded(ctx: RunContext, g, layers: list[int], train_vecs: dict) -> tuple[pd.
         fit_on = g.get("fit_on")
         if cfg.wic.normalize != "none":
             if (fit_on, mode) not in train_vecs:
-                raise ValueError(f"graded file {g.path}: fit_on={fit_on!r} must name a WiC set in wic.sets "
+                raise UserError(f"graded file {g.path}: fit_on={fit_on!r} must name a WiC set in wic.sets "
                                  f"(its training split fits the anisotropy correction)")
             probe.fit(train_vecs[(fit_on, mode)])
         cos = probe.cosines(probe.vectors(items))

@@ -2,29 +2,35 @@
 
 A rerun that only changes metrics, plots or reports reads the states instead of running the
 model. The key is a hash of the model's identity (class, config, dtype, attention kernel and a
-weights checksum), the input token ids, the BOS id, positions, spans, layers, the output dtype
-and any extra model inputs (pixel values ...). The weights checksum is computed once per model:
-the sha256 list of the store's ``STORE.json`` when the model came from the offline store, else a
-hash of the state-dict bytes. A cheap probe (parameter version counters and a strided sample of
+weights checksum), the input token ids, the BOS id, positions, spans, layers, the output dtype,
+any extra model inputs (pixel values, audio features, encoder states ...) and the version of
+the code that captured them (:func:`code_version`: package, torch and transformers versions and
+a hash of the capture code's source), so an entry written by other code is a miss. The weights
+checksum is computed once per model: the sha256 list of the store's ``STORE.json`` when the
+model came from the offline store, else a hash of the state-dict bytes. A cheap probe (parameter version counters and a strided sample of
 every parameter) notices in-place weight edits afterwards; the checksum is then recomputed from
 the bytes, so an edited model never reads states of the original one.
 
 Entries are written to a temp file and renamed into place, and carry a checksum of their tensor
 bytes in the safetensors metadata: a corrupted or partial entry is detected, deleted and
 recomputed, never read. Captures while hooks are attached to the model (interventions) bypass
-the cache, since hooks may change the states.
+the cache, since hooks may change the states; transformers' own output-recording hooks (left
+on e.g. llava's vision tower after the first forward; they change nothing) do not count.
 
-Layout: ``<dir>/<key[:2]>/<key>.safetensors``. ``<dir>`` defaults to ``activations/`` beside the
-model store (``$SEMANTIC_HUB_HOME/activations``, else ``$XDG_CACHE_HOME/semantic-hub/activations``,
-else ``~/.cache/semantic-hub/activations``).
+Layout: ``<dir>/<key[:2]>/<key>.safetensors``. ``<dir>`` is ``$SEMANTIC_HUB_CACHE_DIR`` when set
+(the test suite gives each test its own; the model store stays where it is), else ``activations/`` beside the model store (``$SEMANTIC_HUB_HOME/activations``, else
+``$XDG_CACHE_HOME/semantic-hub/activations``, else ``~/.cache/semantic-hub/activations``).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import json
 import logging
 import os
 import secrets
+import sys
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,13 +45,68 @@ log = logging.getLogger(__name__)
 FORMAT = "1"
 _SUFFIX = ".safetensors"
 _PROBE_SAMPLES = 1024  # entries sampled per parameter by the in-place-edit probe
+ENV_DIR = "SEMANTIC_HUB_CACHE_DIR"
+# modules whose forward hooks only record outputs (transformers installs them on the first
+# forward, e.g. on llava's vision tower, and leaves them there); they never change states
+_RECORDING_HOOK_MODULES = ("transformers.utils.output_capturing",)
 
 
 def default_dir() -> Path:
-    """``activations/`` beside the offline model store's root."""
+    """``$SEMANTIC_HUB_CACHE_DIR``, else ``activations/`` beside the offline model store's root
+    (read at call time)."""
+    env = os.environ.get(ENV_DIR)
+    if env:
+        return Path(env).expanduser()
     from hub.store import store_root
 
     return store_root().parent / "activations"
+
+
+# -------------------------------------------------------------------------- code version
+def _version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+@functools.lru_cache(maxsize=None)
+def _capture_modules(cls: type) -> tuple[str, ...]:
+    """The project modules whose code fixes what ``cls.capture`` returns: the modules of ``cls``
+    and its project base classes, plus the project modules those import names from (positions,
+    families ...), found from their globals so a moved module is still covered."""
+    root = __name__.split(".")[0]
+    mods = {c.__module__ for c in cls.__mro__ if c.__module__.split(".")[0] == root}
+    for name in list(mods):
+        for obj in vars(sys.modules[name]).values():
+            m = getattr(obj, "__module__", None) if callable(obj) else None
+            if isinstance(m, str) and m.split(".")[0] == root:
+                mods.add(m)
+    return tuple(sorted(mods))
+
+
+@functools.lru_cache(maxsize=None)
+def _code_version(cls: type) -> str:
+    h = hashlib.sha256()
+    for dist in ("semantic-hub", "torch", "transformers"):
+        h.update(f"{dist}={_version(dist)}|".encode())
+    for name in _capture_modules(cls):
+        try:
+            src = inspect.getsource(sys.modules[name])
+        except (OSError, TypeError):  # no source (frozen/zipped): fall back to the module name
+            src = "<no source>"
+        h.update(f"{name}|{len(src)}|".encode())
+        h.update(src.encode())
+    return h.hexdigest()[:16]
+
+
+def code_version(hm: Any) -> str:
+    """Version of the code that captures ``hm``'s states: the semantic-hub, torch and
+    transformers versions and a hash of the source of the capture code (:func:`_capture_modules`).
+    Part of every cache key, so a code change never reads states the old code wrote."""
+    return _code_version(type(hm))
 
 
 # ------------------------------------------------------------------------------- hashing
@@ -164,12 +225,20 @@ def _plain(x: Any) -> Any:
     return x
 
 
+def _changes_nothing(hook: Any) -> bool:
+    """A hook of transformers' output recording (see ``_RECORDING_HOOK_MODULES``)."""
+    return getattr(hook, "__module__", None) in _RECORDING_HOOK_MODULES
+
+
 def _has_hooks(model: torch.nn.Module) -> bool:
+    """Whether any forward (pre-)hook that may change states is attached (globally or to a module
+    of ``model``); transformers' output-recording hooks are not counted."""
     from torch.nn.modules import module as m
 
     if m._global_forward_hooks or m._global_forward_pre_hooks:
         return True
-    return any(mod._forward_hooks or mod._forward_pre_hooks for mod in model.modules())
+    return any(not _changes_nothing(fn) for mod in model.modules()
+               for fn in (*mod._forward_hooks.values(), *mod._forward_pre_hooks.values()))
 
 
 # --------------------------------------------------------------------------------- cache
@@ -196,6 +265,7 @@ class ActivationCache:
 
     root: Path = field(default_factory=default_dir)
     stats: CacheStats = field(default_factory=CacheStats)
+    _code: dict[str, str] = field(default_factory=dict, repr=False)  # key -> code version
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).expanduser()
@@ -209,7 +279,8 @@ class ActivationCache:
             self.stats.bypassed += 1
             return None
         h = hashlib.sha256()
-        head = {"format": FORMAT, "model": model_identity(hm.model), "layers": list(layers),
+        code = code_version(hm)
+        head = {"format": FORMAT, "code": code, "model": model_identity(hm.model), "layers": list(layers),
                 "positions": _plain(positions), "spans": _plain(spans), "dtype": str(dtype),
                 "bos": getattr(hm.tokenizer, "bos_token_id", None), "n": len(ids)}
         h.update(json.dumps(head, sort_keys=True, default=str).encode())
@@ -225,7 +296,9 @@ class ActivationCache:
                         _update_tensor(h, f"{i}.{name}", v)
                     else:
                         h.update(f"{i}.{name}|{json.dumps(_plain(v), sort_keys=True, default=repr)}".encode())
-        return h.hexdigest()
+        key = h.hexdigest()
+        self._code[key] = code  # written into the entry's metadata by put
+        return key
 
     def path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}{_SUFFIX}"
@@ -255,6 +328,7 @@ class ActivationCache:
             p.unlink(missing_ok=True)
             return None
         self.stats.hits += 1
+        self._code.pop(key, None)
         return out
 
     def put(self, key: str, states: Tensor | list[Tensor], **meta: str) -> Path:
@@ -265,6 +339,7 @@ class ActivationCache:
         p = self.path(key)
         p.parent.mkdir(parents=True, exist_ok=True)
         info = {"format": FORMAT, "key": key, "kind": kind, "checksum": tensors_digest(tensors),
+                **({"code": self._code.pop(key)} if key in self._code else {}),
                 **{k: str(v) for k, v in meta.items()}}
         tmp = p.with_name(f".{p.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
         try:

@@ -15,12 +15,17 @@ Sweeps at scale:
   directory and the sweep goes on; at the end :class:`SweepSummary` (a Hydra callback, set in
   conf/config.yaml) prints one line per failed job, writes the cross-run report and exits with
   status 1. A single run (no ``-m``) re-raises as before, after writing ``error.txt``.
+* **user errors** (hub.errors.UserError: a bad config value, bad data, a missing file, a device
+  that is not there, a bad override): one line ``semantic-hub: error: ...`` on stderr, exit
+  status 2, no results; the traceback only with ``HYDRA_FULL_ERROR=1`` or ``verbose=true``.
+  Any other exception is a bug and keeps its traceback.
 * **logs**: one summary line per job (what ran, how long, where the results are).
 """
 from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 import time
 import traceback
@@ -33,6 +38,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from hub.errors import UserError, check_run_config, one_line, user_error
 from hub.results import atomic_write_text
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -63,16 +69,17 @@ def _label(cfg: DictConfig) -> str:
 
 def run_job(cfg: DictConfig, out: str | Path) -> Path:
     """Run the configured experiment into ``out``; returns the report path."""
+    check_run_config(cfg)  # before the heavy imports: a typo fails in a second
     from hub.context import RunContext
 
     script = cfg.experiment.script
     try:
         module = importlib.import_module(script)
     except ModuleNotFoundError as e:
-        raise ValueError(f"experiment.script={script!r} cannot be imported ({e}); "
-                         f"expected a module such as experiments.crosslingual") from e
+        raise UserError(f"experiment.script={script!r} cannot be imported ({e}); "
+                        f"expected a module such as experiments.crosslingual") from e
     if not hasattr(module, "run"):
-        raise ValueError(f"experiment module {script!r} has no run(ctx) function")
+        raise UserError(f"experiment module {script!r} has no run(ctx) function")
     ctx = RunContext(cfg, Path(out))
     t0 = time.time()
     module.run(ctx)
@@ -115,6 +122,8 @@ def run_or_resume(cfg: DictConfig, out: str | Path, raise_errors: bool = True) -
         path = run_job(cfg, out)
     except Exception as e:  # noqa: BLE001 - one job's failure must not lose the sweep
         seconds = time.time() - t0
+        if raise_errors and user_error(e) is not None:  # a single run: main() prints the one line
+            raise
         err = write_error(out, e, cfg, seconds)
         first = (str(e).strip().splitlines() or [""])[0][:200]
         print(f"{TAG} FAILED {_label(cfg)} after {seconds:.1f}s: {type(e).__name__}: {first} -> {err}",
@@ -154,17 +163,92 @@ class SweepSummary(Callback):
             sys.exit(1)
 
 
+_ONE_LINE = {"on": False}  # set by main(): user errors as one line (not under HYDRA_FULL_ERROR / verbose)
+
+
+class _UserExit(BaseException):
+    """Carries a single run's user error past Hydra's job runner (which would print more)."""
+
+    def __init__(self, err: UserError) -> None:
+        super().__init__(str(err))
+        self.err = err
+
+
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> dict[str, Any]:
     hc = HydraConfig.get()
-    return run_or_resume(cfg, hc.runtime.output_dir, raise_errors=hc.mode != RunMode.MULTIRUN)
+    single = hc.mode != RunMode.MULTIRUN
+    try:
+        return run_or_resume(cfg, hc.runtime.output_dir, raise_errors=single)
+    except Exception as e:
+        ue = user_error(e)
+        if single and ue is not None and _ONE_LINE["on"]:
+            raise _UserExit(ue) from e
+        raise
+
+
+def _verbose(argv: list[str]) -> bool:
+    """Tracebacks for user errors too: ``HYDRA_FULL_ERROR=1`` or a ``verbose=true`` override."""
+    flags = {f"{p}verbose={v}" for p in ("", "+", "++") for v in ("true", "True", "1", "yes")}
+    return os.environ.get("HYDRA_FULL_ERROR") == "1" or any(a in flags for a in argv)
+
+
+def _config_line(e: BaseException) -> str:
+    """One line for an error Hydra found while composing the config (a bad override or choice)."""
+    text = str(e) + (f"\n{e.__cause__}" if e.__cause__ is not None else "")
+    out, listing = "", False
+    for raw in text.split("\nConfig search path")[0].splitlines():  # the search path is for developers
+        line = raw.strip().rstrip(".") if raw.strip().endswith(".") else raw.strip()
+        if not line or line.startswith("To append to your config use"):
+            continue
+        if out.endswith(":"):
+            out, listing = f"{out} {line}", True
+        elif listing and raw[:1].isspace():
+            out += f", {line}"
+        else:
+            out, listing = (f"{out}; {line}" if out else line), False
+    override = getattr(e, "override", None)
+    if override is not None:  # OverrideParseException: the override's syntax
+        out = out.split("; See https://")[0]
+        return one_line(UserError(f"cannot parse the override {override!r} ({out}), on the command line; "
+                                  "expected key=value in Hydra's override grammar (quote lists and dicts)"))
+    return one_line(UserError(f"{out}, in the command-line overrides; expected an existing key or option "
+                              "(semantic-hub --cfg job shows the config; +key=value adds a new key)"))
 
 
 def main() -> None:
+    """``semantic-hub``: one line and exit status 2 for a user error, the traceback for a bug."""
+    from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+
     if not CONF_DIR.is_dir():
-        sys.exit(f"semantic-hub: config directory {CONF_DIR} not found; install the project editable "
-                 "(pip install -e .) from a clone of the repository")
-    _hydra_main()
+        sys.exit(one_line(UserError(f"config directory {CONF_DIR} not found, beside the installed package; "
+                                    "expected an editable install (pip install -e .) from a clone of the repository")))
+    if _verbose(sys.argv[1:]):
+        _hydra_main()
+        return
+    _ONE_LINE["on"] = True
+    before = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises instead of printing; main decides below
+    try:
+        _hydra_main()
+    except _UserExit as e:
+        print(one_line(e.err), file=sys.stderr, flush=True)
+        sys.exit(2)
+    except (ConfigCompositionException, MissingConfigException, OverrideParseException) as e:
+        print(_config_line(e), file=sys.stderr, flush=True)
+        sys.exit(2)
+    except Exception as e:
+        ue = user_error(e)
+        if ue is None:
+            raise  # a bug: the full traceback
+        print(one_line(ue), file=sys.stderr, flush=True)
+        sys.exit(2)
+    finally:
+        _ONE_LINE["on"] = False
+        if before is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = before
 
 
 if __name__ == "__main__":

@@ -14,38 +14,24 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from hub.cache import ActivationCache, from_config
-from hub.model import HubModel, load_model
+from hub.models import HubModel, load_model
+from hub.models.clip import ClipModel
 from hub.report import Report
 from hub.results import tidy, write_results
 
-_MODEL_CACHE: dict[tuple, HubModel] = {}
+_MODEL_CACHE: dict[tuple, HubModel | ClipModel] = {}
 
 
-def get_model(model_cfg: DictConfig, device: str = "cpu") -> HubModel:
-    """Load (once per process) the model a config names; ``model.kind`` picks the loader.
-
-    The one model cache of the process: hub.vlm/whisper/clip ``get_*`` come through here too.
-    """
+def get_model(model_cfg: DictConfig, device: str = "cpu") -> HubModel | ClipModel:
+    """Load (once per process) the model a config names; ``model.kind`` picks the loader
+    (the kind table in hub/models/kinds.py). Experiments take it from ``ctx.model``."""
     kind = str(model_cfg.get("kind", "causal_lm"))
     path, dtype = str(model_cfg.path), str(model_cfg.get("dtype", "float32"))
     key = (kind, path, dtype, str(model_cfg.get("pretrained")), device)
     if key not in _MODEL_CACHE:
-        name = str(model_cfg.name)
-        if kind in ("vlm", "audio_lm"):
-            from hub.vlm import load_multimodal
-            hm = load_multimodal(path, dtype, device, name=name)
-        elif kind == "whisper":
-            from hub.whisper import load_whisper
-            hm = load_whisper(path, dtype, device, name=name)
-        elif kind == "clip":
-            from hub.clip import load_clip
-            hm = load_clip(path, model_cfg.get("pretrained"), device, name=name)
-        elif kind == "causal_lm":
-            hm = load_model(path, dtype=dtype, device=device)
-        else:
-            raise ValueError(f"model.kind={kind!r}: expected causal_lm, vlm, audio_lm, whisper or clip")
-        hm.name = name
-        _MODEL_CACHE[key] = hm
+        options = {"pretrained": model_cfg.get("pretrained")} if model_cfg.get("pretrained") is not None else {}
+        _MODEL_CACHE[key] = load_model(path, kind=kind, dtype=dtype, device=device, name=str(model_cfg.name),
+                                       **options)
     return _MODEL_CACHE[key]
 
 
@@ -67,8 +53,8 @@ class RunContext:
             self.cache = from_config(self.cfg)
 
     @property
-    def model(self) -> HubModel:
-        """The configured model, with this run's activation cache attached (or none)."""
+    def model(self) -> HubModel | ClipModel:
+        """The configured model of any kind, with this run's activation cache attached (or none)."""
         hm = get_model(self.cfg.model, self.cfg.get("device", "cpu"))
         hm.cache = self.cache
         return hm
@@ -94,6 +80,6 @@ class RunContext:
         if self.cache is not None:
             self.report.meta["activation cache"] = f"{self.cache.stats} ({self.cache.root})"
             for hm in _MODEL_CACHE.values():  # detach: later users of the model opt in themselves
-                if getattr(hm, "cache", None) is self.cache:  # ClipModel has no capture cache
+                if hm.cache is self.cache:
                     hm.cache = None
         return self.report.write()

@@ -3,19 +3,10 @@ from __future__ import annotations
 
 import pandas as pd
 
+from hub.readings import (DEFAULT_MIN_PROB, compare_curves, curve, layer_ranges, leads_text, pattern_reading,
+                          rule_text)
 
-def _ranges(layers: list[int]) -> str:
-    if not layers:
-        return "none"
-    out, start, prev = [], layers[0], layers[0]
-    for k in layers[1:] + [None]:
-        if k is not None and k == prev + 1:
-            prev = k
-            continue
-        out.append(f"{start}" if start == prev else f"{start}–{prev}")
-        if k is not None:
-            start = prev = k
-    return ", ".join(out)
+_ranges = layer_ranges
 
 
 def similarity_reading(df: pd.DataFrame) -> str:
@@ -64,27 +55,18 @@ def similarity_reading(df: pd.DataFrame) -> str:
     return "\n\n".join(lines)
 
 
-def latent_reading(df: pd.DataFrame, tgt: str, latent: str) -> str:
-    """Where the latent language beats the target (intervals separated), and who wins at the end."""
-    p = df[df["metric"] == "lang_prob"]
-    t = p[p["lang"] == tgt].set_index("layer").sort_index()
-    e = p[p["lang"] == latent].set_index("layer").sort_index()
-    layers = list(t.index)
-    latent_wins = [k for k in layers if e.loc[k, "ci_low"] > t.loc[k, "ci_high"]]
-    target_wins = [k for k in layers if t.loc[k, "ci_low"] > e.loc[k, "ci_high"]]
-    last = layers[-1]
+def latent_reading(df: pd.DataFrame, tgt: str, latent: str, min_prob: float = DEFAULT_MIN_PROB,
+                   state_rule: bool = True) -> str:
+    """Peaks and last layer of p(latent) and p(tgt); the material layers each leads (separated
+    95% intervals, materiality rule of hub.readings); and whether that is the pattern Wendler
+    et al. report, or that it does not appear. ``state_rule``: end with the rule's sentence
+    (off when the caller states it once for several readings)."""
+    t, e = curve(df, tgt), curve(df, latent)
+    leads = compare_curves(e, t, min_prob)
+    last = leads.layers[-1]
     pk = int(e["value"].idxmax())
-    s = (f"p({latent}) peaks at {e.loc[pk, 'value']:.3f} in layer {pk}; p({tgt}) reaches "
-         f"{t['value'].max():.3f} (layer {int(t['value'].idxmax())}). At the last layer p({tgt}) = "
-         f"{t.loc[last, 'value']:.3f} and p({latent}) = {e.loc[last, 'value']:.3f}. "
-         f"Layers where p({latent}) > p({tgt}) with separated 95% intervals: {_ranges(latent_wins)}; "
-         f"where p({tgt}) > p({latent}): {_ranges(target_wins)}.")
-    mid = [k for k in layers if 0 < k < last]
-    if latent_wins and any(k in mid for k in latent_wins) and last in target_wins:
-        s += (f" This is the pattern Wendler et al. report: {latent} dominates some intermediate layers and "
-              f"{tgt} wins only at the end.")
-    elif last in target_wins:
-        s += f" {tgt} wins at the last layer, but {latent} never clearly dominates an intermediate layer."
-    else:
-        s += f" {tgt} does not clearly win at the last layer on this model and prompt set."
-    return s
+    return (f"p({latent}) peaks at {e.loc[pk, 'value']:.3f} in layer {pk}; p({tgt}) reaches "
+            f"{t['value'].max():.3f} (layer {int(t['value'].idxmax())}). At the last layer p({tgt}) = "
+            f"{t.loc[last, 'value']:.3f} and p({latent}) = {e.loc[last, 'value']:.3f}. "
+            + leads_text(leads, f"p({latent})", f"p({tgt})") + " "
+            + pattern_reading(leads, latent, tgt) + (" " + rule_text(min_prob) if state_rule else ""))

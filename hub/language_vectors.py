@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
-from hub.model import HubModel
+from hub.models.model import HubModel
 
 
 @torch.no_grad()

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from hub.model import HubModel
+from hub.models import HubModel
 
 
 class LogitLens:

@@ -25,7 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from hub.model import HubModel
+from hub.models.model import HubModel
 
 _ACT_NAMES = ("act_fn", "activation_fn", "act")
 

@@ -8,7 +8,8 @@ import torch
 from torch import Tensor
 
 from hub.compare import compare
-from hub.model import HubModel
+from hub.errors import UserError
+from hub.models import HubModel
 from modalities.base import PairedSet, Side
 
 
@@ -32,7 +33,7 @@ def capture_side(hm: HubModel, side: Side, layers: Sequence[int] | str = "all", 
     st = hm.capture(side.inputs, layers=layers, positions=side.positions, spans=side.spans,
                     extra=side.extra, batch_size=batch_size, progress=progress)
     if isinstance(st, list):
-        raise ValueError(f"side {side.label!r}: positions='all' gives per-token states; use 'last', 'mean' or "
+        raise UserError(f"side {side.label!r}: positions='all' gives per-token states; use 'last', 'mean' or "
                          "indices for paired comparison")
     st = st.mean(2) if st.dim() == 4 else st
     if key is not None:
@@ -53,7 +54,7 @@ def compare_paired(hm: HubModel, pset: PairedSet, metric: Mapping, layers: Seque
     # "." token) has no defined CKA or retrieval: it is left out and reported, never NaN
     keep = [j for j in range(len(layer_list)) if varies(x[:, j]) and varies(y[:, j])]
     if not keep:
-        raise ValueError(f"paired set {pset.name!r}: at every layer one side has the same state for all items; "
+        raise UserError(f"paired set {pset.name!r}: at every layer one side has the same state for all items; "
                          "nothing to compare (read other positions, e.g. positions=mean)")
     df = compare(x[:, keep].transpose(0, 1), y[:, keep].transpose(0, 1), metrics=tuple(metric["names"]), k=k,
                  csls=bool(metric["csls"]), csls_k=int(metric["csls_k"]), n_boot=int(metric["n_boot"]),

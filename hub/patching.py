@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from hub.model import HubModel
+from hub.models.model import HubModel
 
 
 @torch.no_grad()

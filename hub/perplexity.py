@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from hub.model import HubModel
+from hub.models import HubModel
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from hub.errors import UserError, UserIndexError
 
 PositionSpec = str | Sequence[int] | Sequence[Sequence[int]]
 MODES = ("last", "mean", "all")
@@ -43,10 +44,10 @@ class Reader:
 def _check_mode(positions: PositionSpec) -> str:
     if isinstance(positions, str):
         if positions not in MODES:
-            raise ValueError(f"positions={positions!r}: expected one of {MODES} or a list of token indices")
+            raise UserError(f"positions={positions!r}: expected one of {MODES} or a list of token indices")
         return positions
     if len(positions) == 0:
-        raise ValueError("positions=[]: expected at least one token index")
+        raise UserError("positions=[]: expected at least one token index")
     return "index"
 
 
@@ -97,5 +98,5 @@ def _norm_index(i: int, length: int, what: str, item: int, allow_end: bool = Fal
     j = i + length if i < 0 else i
     hi = length if allow_end else length - 1
     if not 0 <= j <= hi:
-        raise IndexError(f"item {item}: {what} {i} is outside the sequence of {length} tokens (valid: {-length}..{hi})")
+        raise UserIndexError(f"item {item}: {what} {i} is outside the sequence of {length} tokens (valid: {-length}..{hi})")
     return j

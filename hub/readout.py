@@ -14,15 +14,22 @@ import pandas as pd
 import torch
 
 from hub.lens import LogitLens
-from hub.model import HubModel
+from hub.models import HubModel
 
 
-def mean_ci(values: np.ndarray, z: float = 1.96) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean over axis 0 and its normal-approximation interval. ``[n, ...] -> 3 x [...]``."""
+def mean_ci(values: np.ndarray, z: float = 1.96, bounds: tuple[float, float] | None = None
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean over axis 0 and its normal-approximation interval. ``[n, ...] -> 3 x [...]``.
+
+    ``bounds``: the range of the quantity (``(0, 1)`` for probabilities); the interval is
+    clipped to it, so a band never shows impossible values (a probability below 0)."""
     n = values.shape[0]
     m = values.mean(0)
     half = z * values.std(0, ddof=1) / np.sqrt(n) if n > 1 else np.zeros_like(m)
-    return m, m - half, m + half
+    lo, hi = m - half, m + half
+    if bounds is not None:
+        lo, hi = np.clip(lo, *bounds), np.clip(hi, *bounds)
+    return m, lo, hi
 
 
 def lens_readout(
@@ -52,10 +59,10 @@ def lens_readout(
     rows = []
     n = len(prompts)
     for s, name in enumerate(set_names):
-        m, lo, hi = mean_ci(set_prob[:, :, s])
+        m, lo, hi = mean_ci(set_prob[:, :, s], bounds=(0.0, 1.0))
         rows += [{"metric": "lang_prob", "lang": name, "layer": k, "value": m[j], "ci_low": lo[j],
                   "ci_high": hi[j], "n": n} for j, k in enumerate(layer_list)]
-    m, lo, hi = mean_ci(ent)
+    m, lo, hi = mean_ci(ent, bounds=(0.0, np.inf))
     rows += [{"metric": "entropy", "layer": k, "value": m[j], "ci_low": lo[j], "ci_high": hi[j], "n": n}
              for j, k in enumerate(layer_list)]
     raw = {"set_prob": set_prob, "entropy": ent, "layers": layer_list}

@@ -9,7 +9,9 @@ concatenated into ``sweep_results.csv`` with the job's Hydra overrides as column
 ``experiment``, then e.g. ``model``, ``modality``, ``metric.k``; an override that clashes with a
 results column of different content is named ``override.<key>``). Per experiment and metric, a
 figure draws a line per value of the overrides that vary across its jobs (a line per model, or
-per modality...), averaged over the other rows (languages, pairs); the x axis is the layer, or
+per modality...) and per value of every identifying column (``lang``, ``src``, ``tgt``,
+``direction``, ``pair``, ``set``, ``condition``: the language whose probability is read, the
+pair compared), never a mean over those; panels per ``task``; the x axis is the layer, or
 the relative depth layer / L when the models differ in depth. ``index.md`` links every job's
 report (or error) and shows the figures. All files are written atomically.
 """
@@ -138,8 +140,59 @@ def _slug(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", s).strip("_") or "x"
 
 
+# columns that say what a row measures (which language's probability, which pair or
+# direction): a cross-run figure never averages over them, it draws a line per value
+IDENTIFYING = ("lang", "src", "tgt", "direction", "pair", "set", "condition")
+_MAX_LINES = 20  # more lines than this in one panel: facet by an identifying column
+
+
+def _text(v) -> str:
+    return "" if pd.isna(v) else str(v)
+
+
+def identify(dm: pd.DataFrame, panels: str | None, facet: bool = True) -> tuple[pd.DataFrame, str | None]:
+    """Name every line by what it is: each identifying column that varies within a line (and
+    panel) is appended to the ``line`` column (``src=de · lang=en``), so no later mean mixes
+    its values. With more than ``_MAX_LINES`` lines and no panels, one identifying column (at
+    most 16 values) becomes the panels. Returns the frame and the panel column."""
+    within = ["line"] + ([panels] if panels else [])
+    ident = [c for c in IDENTIFYING + (("task",) if panels != "task" else ())
+             if c in dm.columns and c != panels and dm.groupby(within, dropna=False)[c].nunique().max() > 1]
+    if facet and panels is None and ident and dm.groupby(["line"] + ident, dropna=False).ngroups > _MAX_LINES:
+        col = next((c for c in ident if dm[c].nunique() <= 16), None)
+        if col is not None:
+            panels, ident = col, [c for c in ident if c != col]
+    if ident:
+        names = dm[ident].apply(lambda r: " · ".join(f"{c}={_text(r[c])}" for c in ident if _text(r[c])), axis=1)
+        dm = dm.assign(line=[" · ".join(t for t in (a, b) if t) for a, b in zip(dm["line"], names)])
+    return dm.assign(line=dm["line"].replace("", "all")), panels
+
+
+def curve_table(dm: pd.DataFrame, x: str, panels: str | None) -> tuple[pd.DataFrame, str | None, int]:
+    """Rows of one metric -> one row per (line, panel, x), never averaged over an identifying
+    column (see :func:`identify`; ``dm`` has a ``line`` column naming its job). Returns the table
+    (``line``, ``x``, panels, ``value``, ``baseline``, ``ci_*`` where nothing is averaged), the
+    panel column and the largest number of rows averaged into one point (1: none)."""
+    dm, panels = identify(dm, panels)
+    keys = ["line", x] + ([panels] if panels else [])
+    agg = {"value": "mean"} | ({"baseline": "mean"} if "baseline" in dm.columns else {})
+    g = dm.groupby(keys, dropna=False).agg(agg)
+    per_point = int(dm.groupby(keys, dropna=False).size().max())
+    if per_point == 1 and {"ci_low", "ci_high"} <= set(dm.columns):
+        g = g.join(dm.groupby(keys, dropna=False)[["ci_low", "ci_high"]].first())
+    return g.reset_index(), panels, per_point
+
+
+def _job_labels(jobs: list[Job], vary: list[str], panels: str | None) -> dict[str, str]:
+    """Each job's line name: its varying overrides (the panel key left out), else its model."""
+    shown = [k for k in vary if k != panels]
+    return {j.rel: (", ".join(f"{k}={j.overrides.get(k)}" for k in shown) if vary else
+                    str(j.overrides.get("model", j.rel))) for j in jobs}
+
+
 def figures(df: pd.DataFrame, jobs: list[Job], out: Path) -> dict[str, list[Path]]:
-    """Comparative figures per experiment: a line per varying-override value, per metric."""
+    """Comparative figures per experiment and metric: a line per varying-override value and per
+    value of every identifying column (language, pair, direction...), never their mean."""
     from hub.plots import layer_curves
 
     made: dict[str, list[Path]] = {}
@@ -148,41 +201,38 @@ def figures(df: pd.DataFrame, jobs: list[Job], out: Path) -> dict[str, list[Path
     for exp, dfe in df.groupby("experiment", sort=True):
         ejobs = [j for j in jobs if j.experiment == exp and j.status == "done"]
         vary = _varying(ejobs)
-        label = {j.rel: (", ".join(f"{k}={j.overrides.get(k)}" for k in vary) if vary else
-                         str(j.overrides.get("model", j.rel))) for j in ejobs}
-        dfe = dfe.assign(line=dfe["job"].map(label).fillna(dfe["job"]))
         layer = pd.to_numeric(dfe["layer"], errors="coerce")
         dfe = dfe.assign(layer=layer, value=pd.to_numeric(dfe["value"], errors="coerce"))
         layered = dfe[layer.notna()]
         depth = layered.groupby("job")["layer"].transform("max")
-        relative = layered.groupby("line")["layer"].max().nunique() > 1
+        relative = layered.groupby("job")["layer"].max().nunique() > 1
         layered = layered.assign(**{_DEPTH: layered["layer"] / depth.where(depth > 0, 1)})
         x = _DEPTH if relative else "layer"
         for metric, dm in layered.groupby("metric", sort=True):
             panels = "task" if "task" in dm.columns and 1 < dm["task"].nunique() <= 8 else None
-            keys = ["line", x] + ([panels] if panels else [])
-            agg = {"value": "mean"} | ({"baseline": "mean"} if "baseline" in dm.columns else {})
-            g = dm.groupby(keys, dropna=False).agg(agg)
-            single = dm.groupby(keys, dropna=False).size().max() == 1
-            if single and {"ci_low", "ci_high"} <= set(dm.columns):
-                g = g.join(dm.groupby(keys, dropna=False)[["ci_low", "ci_high"]].first())
-            g = g.reset_index()
+            dm = dm.assign(line=dm["job"].map(_job_labels(ejobs, vary, panels)).fillna(dm["job"]))
+            g, fpanels, per_point = curve_table(dm, x, panels)
             path = out / FIG_DIR / f"{_slug(exp)}_{_slug(str(metric))}.png"
-            made.setdefault(exp, []).append(layer_curves(
-                g, path, group="line", panels=panels, x=x, ylabel=str(metric),
-                title=f"{exp}: {metric}" + ("" if single else " (mean over languages/pairs)"),
-                baseline_col="baseline" if "baseline" in g.columns else None))
+            title = f"{exp}: {metric}" + ("" if per_point == 1 else f" (each point: mean of {per_point} rows)")
+            try:
+                made.setdefault(exp, []).append(layer_curves(
+                    g, path, group="line", panels=fpanels, x=x, ylabel=str(metric), title=title,
+                    baseline_col="baseline" if "baseline" in g.columns else None))
+            except ValueError as e:  # too many lines to tell apart: the table still has them
+                print(f"semantic-hub-report: figure {path.name} left out: {e}", file=sys.stderr)
         flat = dfe[layer.isna()]
         if len(flat):
+            flat = flat.assign(line=flat["job"].map(_job_labels(ejobs, vary, None)).fillna(flat["job"]))
             made.setdefault(exp, []).append(_bars(flat, out / FIG_DIR / f"{_slug(exp)}_summary.png", exp))
     return made
 
 
 def _bars(df: pd.DataFrame, path: Path, title: str) -> Path:
-    """Metrics without a layer: one panel per metric, a bar per line (mean over rows)."""
+    """Metrics without a layer: one panel per metric, a bar per line and identifying value
+    (mean over the remaining rows)."""
     import matplotlib.pyplot as plt
 
-    from hub.plots import save_fig
+    from hub.plots import save_fig, sorted_keys
 
     metrics = sorted(df["metric"].astype(str).unique())[:12]
     cols = min(4, len(metrics))
@@ -191,7 +241,9 @@ def _bars(df: pd.DataFrame, path: Path, title: str) -> Path:
     for ax in axes.flat[len(metrics):]:
         ax.set_visible(False)
     for ax, m in zip(axes.flat, metrics):
-        s = df[df["metric"].astype(str) == m].groupby("line")["value"].mean()
+        dm, _ = identify(df[df["metric"].astype(str) == m], None, facet=False)
+        s = dm.groupby("line")["value"].mean()
+        s = s.reindex(sorted_keys(s.index))
         ax.bar(range(len(s)), s.to_numpy(), color=[f"C{i % 10}" for i in range(len(s))])
         ax.set_xticks(range(len(s)), [str(i) for i in s.index], rotation=30, ha="right", fontsize=7)
         ax.set_title(m, fontsize=9)

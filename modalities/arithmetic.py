@@ -27,6 +27,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hub.errors import UserError, UserFileError
 from hub.tokensets import token_set
 from modalities.base import Adapter, PairedSet, Side, check_min_pairs, register_adapter
 from modalities.numbers import LANGUAGES, MAX_NUMBER, spell_expression, number_word
@@ -65,7 +66,7 @@ def _apply(a: int, op: str, b: int) -> int:
     if op == "*":
         return a * b
     if b == 0 or a % b:
-        raise ValueError(f"{a}/{b} is not an exact division")
+        raise UserError(f"{a}/{b} is not an exact division")
     return a // b
 
 
@@ -76,18 +77,18 @@ def parse_expression(text: str) -> Expression:
     """
     m = _EXPR.match(text)
     if not m:
-        raise ValueError(f"malformed expression {text!r}: expected 'a OP b' with integers a, b and OP one of "
+        raise UserError(f"malformed expression {text!r}: expected 'a OP b' with integers a, b and OP one of "
                          f"+ - * / (e.g. '5+3')")
     a, op, b = int(m.group(1)), _ALIASES.get(m.group(2), m.group(2)), int(m.group(3))
     for x in (a, b):
         if x > MAX_NUMBER:
-            raise ValueError(f"expression {text!r}: operand {x} is outside 0..{MAX_NUMBER}")
+            raise UserError(f"expression {text!r}: operand {x} is outside 0..{MAX_NUMBER}")
     try:
         v = _apply(a, op, b)
     except ValueError as e:
-        raise ValueError(f"expression {text!r}: {e}") from None
+        raise UserError(f"expression {text!r}: {e}") from None
     if not 0 <= v <= MAX_NUMBER:
-        raise ValueError(f"expression {text!r}: result {v} is outside 0..{MAX_NUMBER}")
+        raise UserError(f"expression {text!r}: result {v} is outside 0..{MAX_NUMBER}")
     return Expression(a, op, b)
 
 
@@ -96,7 +97,7 @@ def generate_expressions(n: int, ops: Sequence[str] = ("+", "-", "*"), max_opera
     """``n`` distinct expressions, seeded, with operands in 0..max_operand and results in 0..100."""
     bad = [op for op in ops if op not in OPS]
     if bad:
-        raise ValueError(f"ops: unknown operator(s) {bad}; expected some of {list(OPS)}")
+        raise UserError(f"ops: unknown operator(s) {bad}; expected some of {list(OPS)}")
     pool = []
     for op in ops:
         for a in range(max_operand + 1):
@@ -108,7 +109,7 @@ def generate_expressions(n: int, ops: Sequence[str] = ("+", "-", "*"), max_opera
                 if 0 <= v <= MAX_NUMBER:
                     pool.append(Expression(a, op, b))
     if n > len(pool):
-        raise ValueError(f"asked for {n} expressions but only {len(pool)} exist with ops {list(ops)} and "
+        raise UserError(f"asked for {n} expressions but only {len(pool)} exist with ops {list(ops)} and "
                          f"operands 0..{max_operand}")
     return random.Random(seed).sample(pool, n)
 
@@ -118,7 +119,7 @@ def read_expressions(path: str | Path, drops: Counter) -> list[Expression]:
     counted in ``drops`` and logged with their line number, never silently skipped."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such expressions file (expected one expression per line, e.g. 5+3)")
+        raise UserFileError(f"{path}: no such expressions file (expected one expression per line, e.g. 5+3)")
     out = []
     for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
@@ -142,7 +143,7 @@ def first_tokens(tokenizer, word: str) -> frozenset[int]:
     """
     word = word.strip()
     if not word:
-        raise ValueError("first_tokens: empty word")
+        raise UserError("first_tokens: empty word")
     full = token_set(tokenizer, word)
     ids = set()
     spaced = [t for t in tokenizer.encode(" " + word, add_special_tokens=False) if t in full]
@@ -163,7 +164,7 @@ def exclusive_sets(tokenizer, words: Mapping[str, str], kind: str = "first"
     ``kind``: ``first`` (first tokens) or ``prefix`` (Wendler et al.'s all-prefixes sets).
     """
     if kind not in ("first", "prefix"):
-        raise ValueError(f"token_sets={kind!r}: expected 'first' or 'prefix'")
+        raise UserError(f"token_sets={kind!r}: expected 'first' or 'prefix'")
     make = first_tokens if kind == "first" else token_set
     sets = {name: make(tokenizer, w) for name, w in words.items()}
     count = Counter(t for s in sets.values() for t in s)
@@ -204,9 +205,9 @@ class ArithmeticAdapter(Adapter):
         super().__init__()
         for lang in [*languages, *lens_languages]:
             if lang not in LANGUAGES:
-                raise ValueError(f"language {lang!r}: number words exist for {list(LANGUAGES)}")
+                raise UserError(f"language {lang!r}: number words exist for {list(LANGUAGES)}")
         if "{x}" not in template:
-            raise ValueError(f"template {template!r} must contain {{x}} where the expression goes")
+            raise UserError(f"template {template!r} must contain {{x}} where the expression goes")
         self.languages, self.ops, self.n_items = list(languages), list(ops), n_items
         self.max_operand, self.expressions_path = max_operand, expressions
         self.expression_format, self.template, self.positions = expression_format, template, positions

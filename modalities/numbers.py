@@ -12,6 +12,7 @@ Spanish RAE (``veintiuno``, ``veintidós``, ``treinta y uno``, ``cien``); Chines
 ``十一``, ``二十``, ``二十一``, ``一百``); Japanese kanji numerals (``十``, ``二十一``, ``百``).
 """
 from __future__ import annotations
+from hub.errors import UserError
 
 LANGUAGES: tuple[str, ...] = ("en", "de", "fr", "es", "zh", "ja")
 MAX_NUMBER = 100
@@ -119,18 +120,18 @@ _RULES = {"en": _en, "de": _de, "fr": _fr, "es": _es,
 def number_word(n: int, lang: str) -> str:
     """The cardinal ``n`` (0..100) written out in ``lang`` (see module docstring for spellings)."""
     if lang not in _RULES:
-        raise ValueError(f"number words: unsupported language {lang!r}; supported: {list(LANGUAGES)}")
+        raise UserError(f"number words: unsupported language {lang!r}; supported: {list(LANGUAGES)}")
     if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= MAX_NUMBER:
-        raise ValueError(f"number words: {n!r} is outside 0..{MAX_NUMBER} (expected an integer)")
+        raise UserError(f"number words: {n!r} is outside 0..{MAX_NUMBER} (expected an integer)")
     return _RULES[lang](n)
 
 
 def operator_word(op: str, lang: str) -> str:
     """How the operator ``op`` (+ - * /) is read in ``lang``."""
     if lang not in OPERATORS:
-        raise ValueError(f"operator words: unsupported language {lang!r}; supported: {list(LANGUAGES)}")
+        raise UserError(f"operator words: unsupported language {lang!r}; supported: {list(LANGUAGES)}")
     if op not in OPERATORS[lang]:
-        raise ValueError(f"operator {op!r} is not one of {list(OPERATORS[lang])}")
+        raise UserError(f"operator {op!r} is not one of {list(OPERATORS[lang])}")
     return OPERATORS[lang][op]
 
 

@@ -24,6 +24,7 @@ from itertools import permutations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from hub.errors import UserError
 from modalities.base import Adapter, PairedSet, Side, register_adapter
 
 NAMES = ("Emma", "Liam", "Olivia", "Noah", "Ava", "Lucas", "Mia", "Leo", "Sofia", "Oscar", "Chloe", "Henry", "Zoe",
@@ -68,7 +69,7 @@ def var(i: int) -> str:
 def render(terms: Sequence[Term], style: str = "cogs") -> str:
     """Write terms as a COGS logical form (definites first, then conjuncts joined by AND)."""
     if style not in ("cogs", "compact"):
-        raise ValueError(f"lf_style={style!r}: expected 'cogs' or 'compact'")
+        raise UserError(f"lf_style={style!r}: expected 'cogs' or 'compact'")
     cogs = style == "cogs"
 
     def arg(a: str) -> str:
@@ -178,7 +179,7 @@ class Grammar:
 
     def sample(self, construction: str) -> Example:
         if construction not in CONSTRUCTIONS:
-            raise ValueError(f"construction {construction!r}: expected one of {CONSTRUCTIONS}")
+            raise UserError(f"construction {construction!r}: expected one of {CONSTRUCTIONS}")
         return getattr(self, construction)()
 
 
@@ -191,7 +192,7 @@ def generate(n: int, constructions: Sequence[str] = CONSTRUCTIONS, seed: int = 0
         ex = g.sample(constructions[len(out) % len(constructions)])
         tries += 1
         if tries > 50 * n:
-            raise ValueError(f"cannot generate {n} distinct sentences from constructions {list(constructions)}")
+            raise UserError(f"cannot generate {n} distinct sentences from constructions {list(constructions)}")
         if ex.sentence in seen:
             continue
         seen.add(ex.sentence)
@@ -214,9 +215,9 @@ class SemanticsAdapter(Adapter):
         super().__init__()
         bad = [v for v in variants if v not in VARIANTS]
         if bad:
-            raise ValueError(f"variants: unknown {bad}; expected some of {VARIANTS}")
+            raise UserError(f"variants: unknown {bad}; expected some of {VARIANTS}")
         if lf_style not in ("cogs", "compact"):
-            raise ValueError(f"lf_style={lf_style!r}: expected 'cogs' or 'compact'")
+            raise UserError(f"lf_style={lf_style!r}: expected 'cogs' or 'compact'")
         self.n_items, self.constructions, self.lf_style = n_items, list(constructions), lf_style
         self.variants, self.positions, self.seed = list(variants), positions, seed
 
@@ -230,7 +231,7 @@ class SemanticsAdapter(Adapter):
         """The logical form of each example, altered as ``variant`` says (``swapped_shuffled``
         is the ``shuffled`` form with the names swapped: the same conjunct order)."""
         if variant not in VARIANTS:
-            raise ValueError(f"variant {variant!r}: expected one of {VARIANTS}")
+            raise UserError(f"variant {variant!r}: expected one of {VARIANTS}")
         rng = random.Random(self.seed + 1)
         out = []
         for ex in examples:

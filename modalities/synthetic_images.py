@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
+from hub.errors import UserError
 
 LANGS = ("en", "de", "fr", "es", "it", "pt")
 SIZE = 224
@@ -171,6 +172,6 @@ def synthetic_items(kinds: Sequence[str] = ("colour", "shapes", "word"), seed: i
     out = []
     for k in kinds:
         if k not in KINDS:
-            raise ValueError(f"unknown synthetic image kind {k!r}; expected some of {sorted(KINDS)}")
+            raise UserError(f"unknown synthetic image kind {k!r}; expected some of {sorted(KINDS)}")
         out += KINDS[k](size=size) if k != "shapes" else shape_items(seed, size)
     return out

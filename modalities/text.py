@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from hub.errors import UserError, UserFileError, UserKeyError
 from hub.tokensets import token_set
 from modalities.base import Adapter, PairedSet, Side, check_min_pairs, register_adapter
 
@@ -43,7 +44,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
     """Read a CSV or JSONL table as strings; errors name the file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such data file (expected a CSV or JSONL table)")
+        raise UserFileError(f"{path}: no such data file (expected a CSV or JSONL table)")
     try:
         if path.suffix in (".jsonl", ".json"):
             rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -51,7 +52,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
         else:
             df = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: cannot parse as {'JSONL' if path.suffix != '.csv' else 'CSV'}: {e}") from e
+        raise UserError(f"{path}: cannot parse as {'JSONL' if path.suffix != '.csv' else 'CSV'}: {e}") from e
     return df.fillna("")
 
 
@@ -70,7 +71,7 @@ class ParallelTable:
 
     def column(self, lang: str) -> list[str]:
         if lang not in self.cells:
-            raise KeyError(f"{self.path}: no column for language {lang!r}; columns: {self.languages}")
+            raise UserKeyError(f"{self.path}: no column for language {lang!r}; columns: {self.languages}")
         return self.cells[lang]
 
 
@@ -86,14 +87,14 @@ def load_parallel(path: str | Path, languages: Sequence[str], id_column: str = "
     codes = iso_codes()
     for lang in languages:
         if lang not in codes:
-            raise ValueError(f"{path}: {lang!r} is not an ISO 639-1 language code (expected two letters, e.g. 'fr')")
+            raise UserError(f"{path}: {lang!r} is not an ISO 639-1 language code (expected two letters, e.g. 'fr')")
         if lang not in df.columns:
-            raise ValueError(f"{path}: missing column {lang!r}; the table has {list(df.columns)}")
+            raise UserError(f"{path}: missing column {lang!r}; the table has {list(df.columns)}")
     ids = df[id_column].tolist() if id_column in df.columns else [str(i) for i in range(len(df))]
     dup = [k for k, c in Counter(ids).items() if c > 1]
     if dup:
         rows = [i + 2 for i, k in enumerate(ids) if k == dup[0]]
-        raise ValueError(f"{path}: duplicate {id_column} {dup[0]!r} at rows {rows} (row 1 = header)")
+        raise UserError(f"{path}: duplicate {id_column} {dup[0]!r} at rows {rows} (row 1 = header)")
     drops: Counter = Counter()
     keep = []
     col = {lang: [str(v).strip() for v in df[lang].tolist()] for lang in languages}  # columns, not row lookups
@@ -108,10 +109,29 @@ def load_parallel(path: str | Path, languages: Sequence[str], id_column: str = "
             drops["not a single word"] += 1
             continue
         keep.append(i)
+    _check_duplicate_rows(path, keep, col, languages)
     cells = {lang: [col[lang][i] for i in keep] for lang in languages}
     table = ParallelTable(path, [ids[i] for i in keep], cells, drops)
     check_min_pairs(len(table.ids), f"{path} (languages {list(languages)})")
     return table
+
+
+def _check_duplicate_rows(path: Path, keep: Sequence[int], col: Mapping[str, list[str]],
+                          languages: Sequence[str]) -> None:
+    """Rows holding the same words in every language as an earlier row are an error naming them
+    (they would pair identical inputs, and a table of copies has nothing to compare)."""
+    first: dict[tuple[str, ...], int] = {}
+    dups: list[tuple[int, int]] = []  # (row, the earlier row it repeats), 0-based
+    for i in keep:
+        key = tuple(col[lang][i] for lang in languages)
+        if key in first:
+            dups.append((i, first[key]))
+        else:
+            first[key] = i
+    if dups:
+        shown = ", ".join(f"row {i + 2} = row {j + 2}" for i, j in dups[:10]) + (", ..." if len(dups) > 10 else "")
+        raise UserError(f"{path}: {len(dups)} of {len(keep)} rows are duplicates, the same words in every language "
+                        f"{list(languages)} as an earlier row ({shown}; row 1 = header); expected one row per item")
 
 
 # ---------------------------------------------------------------------------- prompts
@@ -145,18 +165,55 @@ class TextAdapter(Adapter):
         super().__init__()
         self.words_path, self.sentences_path, self.cloze_path = words, sentences, cloze
         info = language_info()
-        self.languages = list(languages) if languages else list(read_table(words).columns.drop("concept", errors="ignore"))
+        self.dominant, self.units, self.positions = dominant, list(units), positions
+        self.skipped = self._own_data_only()
+        self.languages = list(languages) if languages else self._table_languages()
         if dominant not in self.languages:
             self.languages = [dominant, *self.languages]
-        self.dominant, self.units, self.positions = dominant, list(units), positions
         for t in (word_template, sentence_template):
             if "{x}" not in t:
-                raise ValueError(f"template {t!r} must contain {{x}} where the word or sentence goes")
+                raise UserError(f"template {t!r} must contain {{x}} where the word or sentence goes")
         self.word_template, self.sentence_template = word_template, sentence_template
         self.n_shots, self.max_items, self.seed = n_shots, max_items, seed
         self.lang_names = {c: info.loc[c, "native"] for c in info.index}
         self.answer_words = {c: info.loc[c, "answer"] for c in info.index}
         self.lang_names.update(lang_names or {})
+
+    # ------------------------------------------------------------- data sources
+    def _sources(self) -> dict[str, Path]:
+        """The table of each similarity unit this run compares."""
+        paths = {"words": self.words_path, "sentences": self.sentences_path}
+        return {u: Path(paths[u]) for u in self.units if paths.get(u) is not None and u not in self.skipped}
+
+    def _own_data_only(self) -> dict[str, str]:
+        """Units left out because their table is the shipped one while the user gave another:
+        a run on your own words never mixes in the project's sentences unseen (or vice versa)."""
+        paths = {"words": self.words_path, "sentences": self.sentences_path}
+        used = {u: Path(p) for u, p in paths.items() if u in self.units and p is not None}
+        shipped = {u for u, p in used.items() if _shipped(p)}
+        if not shipped or shipped == set(used):
+            return {}
+        own = ", ".join(f"data.{u}={used[u]}" for u in used if u not in shipped)
+        return {u: f"the shipped {used[u].name} is left out because you gave {own} "
+                   f"(data.{u}=PATH adds your own {u})" for u in sorted(shipped)}
+
+    def _table_languages(self) -> list[str]:
+        """A run's default languages: the columns of its first table but the id; the dominant one required."""
+        sources = self._sources() or {"words": Path(self.words_path)}
+        unit, path = next(iter(sources.items()))
+        id_col = "concept" if unit == "words" else "id"
+        langs = [c for c in read_table(path).columns if c != id_col]  # others: checked by load_parallel
+        if self.dominant not in langs:
+            raise UserError(f"{path}: no column for the dominant language {self.dominant!r} (every language is "
+                            f"compared with it; the table has {langs}); expected a column {self.dominant!r}, or "
+                            f"model.dominant_lang set to one of the table's languages")
+        return langs
+
+    def describe(self) -> str:
+        """The adapter and which file each unit came from (in the report)."""
+        used = "; ".join(f"{u} from {p}" for u, p in self._sources().items())
+        skipped = "".join(f"; {u} not compared: {why}" for u, why in self.skipped.items())
+        return f"{type(self).__name__} ({self.modality}: {used}{skipped}; languages {self.languages})"
 
     # ------------------------------------------------------------- similarity
     def _limit(self, n: int) -> list[int]:
@@ -171,9 +228,9 @@ class TextAdapter(Adapter):
                    "sentences": (self.sentences_path, "id", self.sentence_template)}
         for unit in self.units:
             if unit not in sources:
-                raise ValueError(f"units: unknown unit {unit!r}; expected 'words' or 'sentences'")
+                raise UserError(f"units: unknown unit {unit!r}; expected 'words' or 'sentences'")
             path, id_col, template = sources[unit]
-            if path is None:
+            if path is None or unit in self.skipped:
                 continue
             table = load_parallel(path, self.languages, id_column=id_col, single_word=(unit == "words"))
             self.drops.update({f"{unit}: {k}": v for k, v in table.drops.items()})
@@ -200,15 +257,15 @@ class TextAdapter(Adapter):
         sentences in ``tgt`` with their answers, then the query sentence.
         """
         if task not in TASKS:
-            raise ValueError(f"task={task!r}: expected one of {TASKS}")
+            raise UserError(f"task={task!r}: expected one of {TASKS}")
         if task in ("repetition", "cloze"):
             src = tgt
         if tgt == self.dominant:
-            raise ValueError(f"tgt={tgt!r} is the dominant language; the readout compares the target "
+            raise UserError(f"tgt={tgt!r} is the dominant language; the readout compares the target "
                              f"language with {self.dominant!r}, so choose another target")
         for lang in (src, tgt):
             if lang not in self.lang_names:
-                raise ValueError(f"no language name for {lang!r}; give one with lang_names={{{lang}: ...}}")
+                raise UserError(f"no language name for {lang!r}; give one with lang_names={{{lang}: ...}}")
         langs = list(dict.fromkeys([self.dominant, src, tgt]))
         table = load_parallel(self.words_path, langs, id_column="concept", single_word=True)
         drops = Counter(table.drops)
@@ -228,7 +285,7 @@ class TextAdapter(Adapter):
             if task == "cloze":
                 others = [j for j in range(len(table.ids)) if j != i and table.ids[j] in cloze]
                 if len(others) < self.n_shots:
-                    raise ValueError(f"cloze: only {len(others)} example sentences in {tgt!r}; need {self.n_shots}")
+                    raise UserError(f"cloze: only {len(others)} example sentences in {tgt!r}; need {self.n_shots}")
                 shots = rng.sample(others, self.n_shots)
                 ans = self.answer_words.get(tgt, "Answer")
                 lines = [f'{cloze[table.ids[j]]} {ans}: "{words[tgt][j]}"' for j in shots]
@@ -250,17 +307,26 @@ class TextAdapter(Adapter):
 
     def _cloze_sentences(self, lang: str) -> dict[str, str]:
         if self.cloze_path is None:
-            raise ValueError("task=cloze needs a cloze table (data.cloze=PATH)")
+            raise UserError("task=cloze needs a cloze table (data.cloze=PATH)")
+        if _shipped(self.cloze_path) and not _shipped(self.words_path):
+            raise UserError(f"task=cloze with your own words ({self.words_path}) and the shipped cloze table "
+                            f"({self.cloze_path}), which is written for the shipped words; expected your cloze "
+                            "table: data.cloze=PATH (columns concept, lang, sentence)")
         df = read_table(self.cloze_path)
         for col in ("concept", "lang", "sentence"):
             if col not in df.columns:
-                raise ValueError(f"{self.cloze_path}: missing column {col!r}; expected concept, lang, sentence")
+                raise UserError(f"{self.cloze_path}: missing column {col!r}; expected concept, lang, sentence")
         out = {}
         for i, row in df[df["lang"] == lang].iterrows():
             if row["sentence"].count("___") != 1:
-                raise ValueError(f"{self.cloze_path}: row {i + 2}: sentence must contain '___' exactly once")
+                raise UserError(f"{self.cloze_path}: row {i + 2}: sentence must contain '___' exactly once")
             out[row["concept"]] = row["sentence"]
         return out
+
+
+def _shipped(path: str | Path) -> bool:
+    """Is ``path`` one of the project's own data files (modalities/data/)?"""
+    return Path(path).resolve().is_relative_to(DATA.resolve())
 
 
 def _drop_reason(target: str, english: str, ts: frozenset, ls: frozenset) -> str | None:

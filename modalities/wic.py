@@ -12,9 +12,10 @@ from sense inventories written for it by :func:`build_from_inventory`.
 
 Bad input. A malformed line or a gold file of the wrong length is an error naming file and
 line. An index outside its sentence, or a target word that cannot be found in a sentence
-(graded data without indices), is a counted drop. An indexed word that does not look like
-the target (``went`` for ``go``) is counted as a note and kept, or dropped with
-``check_target="drop"``.
+(graded data without indices), is a counted drop. An indexed word that is not a form of the
+target (``gear`` for ``carry``: a misaligned index) is counted as a note and kept, or dropped
+with ``check_target="drop"``; ordinary English inflections (carried, ran, studies, children)
+are forms of their lemma (modalities/inflections.py).
 
 Probe. For each input mode the target word is read as the mean over its sub-tokens:
 ``base`` (the sentence), ``repeat`` (the sentence twice, the word read in the second copy),
@@ -34,12 +35,17 @@ import string
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from itertools import combinations, product
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from hub.errors import UserError, UserFileError
+from modalities.inflections import is_inflection
+from modalities.text import iso_codes
+from modalities.wic_build import build_from_inventory  # noqa: F401  (re-exported)
+from modalities.wic_stats import auc, best_threshold, spearman_ci, wilson  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 DATA = Path(__file__).parent / "data" / "wic"
@@ -49,7 +55,7 @@ NORMALIZE = ("none", "center", "standardize")
 _PUNCT = string.punctuation + "“”‘’«»„…—–"
 
 
-class WicItemError(ValueError):
+class WicItemError(UserError):
     """One item cannot be used; ``reason`` is the drop category."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
@@ -66,7 +72,7 @@ def token_span(tokenizer, text: str, start: int, end: int) -> tuple[list[int], t
     ``HubModel.capture`` uses for ``spans``. Needs a fast tokenizer (offset mapping).
     """
     if not 0 <= start < end <= len(text):
-        raise ValueError(f"character span ({start}, {end}) is outside the text of {len(text)} characters: {text!r}")
+        raise UserError(f"character span ({start}, {end}) is outside the text of {len(text)} characters: {text!r}")
     if not getattr(tokenizer, "is_fast", False):
         raise TypeError("token_span needs a fast tokenizer (offset mapping); got " + type(tokenizer).__name__)
     enc = tokenizer(text, add_special_tokens=True, return_offsets_mapping=True)
@@ -92,15 +98,20 @@ def strip_punct(sentence: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
-def looks_like(target: str, word: str) -> bool:
-    """Is ``word`` plausibly an inflected form of ``target``? (a crude stem match, no lemmatiser:
-    ``banks``/``bank`` and ``carried``/``carry`` match, ``went``/``go`` does not)."""
+def looks_like(target: str, word: str, lang: str = "en") -> bool:
+    """Is ``word`` a form of ``target``? English: an ordinary inflection (regular rules and
+    irregulars, modalities.inflections: carry/carried, run/ran, child/children). Other languages
+    (no rules here): also a shared stem, a crude prefix match (``Flügel``/``Flügeln``)."""
     t, w = target.lower().strip(), word.lower().strip(_PUNCT)
+    if is_inflection(t, w):
+        return True
+    if lang == "en":
+        return False
     stem = t if len(t) <= 3 else t[: max(3, len(t) - 1)]
     return w.startswith(stem) or t.startswith(w) and len(w) >= 3
 
 
-def locate(sentence: str, target: str, index: int | None) -> tuple[tuple[int, int], bool]:
+def locate(sentence: str, target: str, index: int | None, lang: str = "en") -> tuple[tuple[int, int], bool]:
     """Character span of the target word and whether it looks like the target.
 
     ``index`` is the WiC word index; ``None`` searches the sentence for the target.
@@ -110,7 +121,7 @@ def locate(sentence: str, target: str, index: int | None) -> tuple[tuple[int, in
     if index is None:
         for s, e in spans:
             s, e = strip_punct(sentence, s, e)
-            if e > s and looks_like(target, sentence[s:e]):
+            if e > s and looks_like(target, sentence[s:e], lang):
                 return (s, e), True
         raise WicItemError("target word not in its sentence", f"{target!r} in {sentence!r}")
     if not 0 <= index < len(spans):
@@ -118,7 +129,7 @@ def locate(sentence: str, target: str, index: int | None) -> tuple[tuple[int, in
     s, e = strip_punct(sentence, *spans[index])
     if e <= s:
         raise WicItemError("index points at punctuation", f"word {index} of {sentence!r}")
-    return (s, e), looks_like(target, sentence[s:e])
+    return (s, e), looks_like(target, sentence[s:e], lang)
 
 
 # ------------------------------------------------------------------------ items
@@ -159,7 +170,7 @@ def _parse_index(field_: str, where: str) -> tuple[int | None, int | None]:
         return None, None
     m = re.fullmatch(r"(-?\d+)-(-?\d+)", f)
     if not m:
-        raise ValueError(f"{where}: index field {field_!r} is malformed; expected 'i-j' (word indices of the target "
+        raise UserError(f"{where}: index field {field_!r} is malformed; expected 'i-j' (word indices of the target "
                          "in sentence 1 and sentence 2)")
     return int(m.group(1)), int(m.group(2))
 
@@ -168,7 +179,7 @@ def read_wic(data: str | Path, gold: str | Path | None = None) -> list[WicItem]:
     """Read a ``*.data.txt`` file (and its ``*.gold.txt`` if given)."""
     data = Path(data)
     if not data.is_file():
-        raise FileNotFoundError(f"{data}: no such WiC data file (expected tab-separated target, POS, i-j, "
+        raise UserFileError(f"{data}: no such WiC data file (expected tab-separated target, POS, i-j, "
                                 "sentence 1, sentence 2)")
     items = []
     for ln, line in enumerate(data.read_text(encoding="utf-8").splitlines(), start=1):
@@ -177,7 +188,7 @@ def read_wic(data: str | Path, gold: str | Path | None = None) -> list[WicItem]:
         parts = line.split("\t")
         where = f"{data}:{ln}"
         if len(parts) != 5:
-            raise ValueError(f"{where}: expected 5 tab-separated fields (target, POS, i-j, sentence 1, sentence 2), "
+            raise UserError(f"{where}: expected 5 tab-separated fields (target, POS, i-j, sentence 1, sentence 2), "
                              f"got {len(parts)}")
         i, j = _parse_index(parts[2], where)
         items.append(WicItem(parts[0].strip(), parts[1].strip(), i, j, parts[3].strip(), parts[4].strip(),
@@ -186,11 +197,11 @@ def read_wic(data: str | Path, gold: str | Path | None = None) -> list[WicItem]:
         gold = Path(gold)
         labels = [g.strip() for g in gold.read_text(encoding="utf-8").splitlines() if g.strip()]
         if len(labels) != len(items):
-            raise ValueError(f"{gold}: {len(labels)} labels for {len(items)} items in {data}; "
+            raise UserError(f"{gold}: {len(labels)} labels for {len(items)} items in {data}; "
                              "expected one T/F per line")
         for k, (it, g) in enumerate(zip(items, labels), start=1):
             if g not in ("T", "F"):
-                raise ValueError(f"{gold}:{k}: label {g!r}; expected T or F")
+                raise UserError(f"{gold}:{k}: label {g!r}; expected T or F")
             it.label = g == "T"
     return items
 
@@ -199,27 +210,28 @@ def split_files(root: str | Path, split: str) -> tuple[Path, Path | None]:
     """``{split}.data.txt`` (and its gold file, if present) anywhere under ``root``."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such WiC directory (expected {{train,dev,test}}.data.txt and "
+        raise UserFileError(f"{root}: no such WiC directory (expected {{train,dev,test}}.data.txt and "
                                 ".gold.txt files)")
     found = sorted(root.rglob(f"{split}.data.txt")) or sorted(root.rglob(f"*{split}*.data.txt"))
     if not found:
-        raise FileNotFoundError(f"{root}: no {split}.data.txt (expected files named like {split}.data.txt)")
+        raise UserFileError(f"{root}: no {split}.data.txt (expected files named like {split}.data.txt)")
     if len(found) > 1:
-        raise ValueError(f"{root}: several data files for split {split!r}: {[str(p) for p in found]}")
+        raise UserError(f"{root}: several data files for split {split!r}: {[str(p) for p in found]}")
     gold = found[0].with_name(found[0].name.replace(".data.txt", ".gold.txt"))
     return found[0], (gold if gold.is_file() else None)
 
 
-def locate_items(items: Sequence[WicItem], drops: Counter, notes: Counter, check_target: str = "warn"
-                 ) -> list[WicItem]:
-    """Find the target in both sentences; drop (counted) what cannot be read."""
+def locate_items(items: Sequence[WicItem], drops: Counter, notes: Counter, check_target: str = "warn",
+                 lang: str = "en") -> list[WicItem]:
+    """Find the target in both sentences; drop (counted) what cannot be read; ``lang`` picks the
+    target check (see looks_like)."""
     if check_target not in ("warn", "drop", "off"):
-        raise ValueError(f"check_target={check_target!r}: expected warn, drop or off")
+        raise UserError(f"check_target={check_target!r}: expected warn, drop or off")
     out = []
     for it in items:
         try:
-            sp1, ok1 = locate(it.s1, it.target, it.idx1)
-            sp2, ok2 = locate(it.s2, it.target, it.idx2)
+            sp1, ok1 = locate(it.s1, it.target, it.idx1, lang)
+            sp2, ok2 = locate(it.s2, it.target, it.idx2, lang)
         except WicItemError as e:
             drops[e.reason] += 1
             log.warning("%s: %s: dropped", it.where, e)
@@ -235,11 +247,13 @@ def locate_items(items: Sequence[WicItem], drops: Counter, notes: Counter, check
 
 def load_wic(root: str | Path, name: str | None = None, splits: Sequence[str] = ("train", "dev", "test"),
              check_target: str = "warn", max_items: int | None = None, seed: int = 0) -> WicSet:
-    """Load and locate a WiC directory; ``max_items`` subsamples each split (seeded)."""
+    """Load and locate a WiC directory; ``max_items`` subsamples each split (seeded). A set named
+    by a language code (``de``: XL-WiC style) is in that language, any other name in English."""
     ws = WicSet(name or Path(root).name, {})
+    lang = ws.name if ws.name in iso_codes() else "en"
     for split in splits:
         data, gold = split_files(root, split)
-        items = locate_items(read_wic(data, gold), ws.drops, ws.notes, check_target)
+        items = locate_items(read_wic(data, gold), ws.drops, ws.notes, check_target, lang)
         if max_items and len(items) > max_items:
             items = [items[i] for i in sorted(random.Random(seed).sample(range(len(items)), max_items))]
         ws.splits[split] = items
@@ -251,21 +265,21 @@ def read_graded(path: str | Path, column: str = "mean_relatedness", drops: Count
     """RAW-C-style graded pairs (CSV, or TSV by ``.tsv`` suffix) with a numeric ``column``."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such graded file (expected columns word, sentence1, sentence2, {column})")
+        raise UserFileError(f"{path}: no such graded file (expected columns word, sentence1, sentence2, {column})")
     with path.open(encoding="utf-8", newline="") as fh:
         rows = list(csv.DictReader(fh, delimiter="\t" if path.suffix == ".tsv" else ","))
     cols = set(rows[0]) if rows else set()
     word_col = "word" if "word" in cols else "target"
     missing = [c for c in (word_col, "sentence1", "sentence2", column) if c not in cols]
     if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}; the file has {sorted(cols)}")
+        raise UserError(f"{path}: missing column(s) {missing}; the file has {sorted(cols)}")
     items = []
     for k, r in enumerate(rows, start=2):
         where = f"{path}:{k}"
         try:
             score = float(r[column])
         except ValueError:
-            raise ValueError(f"{where}: {column}={r[column]!r} is not a number") from None
+            raise UserError(f"{where}: {column}={r[column]!r} is not a number") from None
         idx = [int(r[c]) if r.get(c, "").strip() not in ("", None) else None for c in ("index1", "index2")]
         items.append(WicItem(r[word_col].strip(), r.get("pos", ""), idx[0], idx[1], r["sentence1"].strip(),
                              r["sentence2"].strip(), score=score, where=where))
@@ -285,7 +299,7 @@ class ModeInput:
 def mode_input(tokenizer, sentence: str, span: tuple[int, int], mode: str, template: str = PROMPT) -> ModeInput:
     """Build one sentence's input for ``mode`` (see module docstring)."""
     if mode not in MODES:
-        raise ValueError(f"mode={mode!r}: expected one of {MODES}")
+        raise UserError(f"mode={mode!r}: expected one of {MODES}")
     s, e = span
     if mode == "prompt":
         return ModeInput(template.format(sentence=sentence, word=sentence[s:e]), None)
@@ -308,13 +322,13 @@ class Normalizer:
 
     def __post_init__(self) -> None:
         if self.kind not in NORMALIZE:
-            raise ValueError(f"normalize={self.kind!r}: expected one of {NORMALIZE}")
+            raise UserError(f"normalize={self.kind!r}: expected one of {NORMALIZE}")
 
     def fit(self, states: Tensor) -> Normalizer:
         """``states [n, layer, d]`` (the training split, both sentences)."""
         if self.kind != "none":
             if states.shape[0] < 2:
-                raise ValueError(f"normalize={self.kind!r} needs at least 2 training vectors, got {states.shape[0]}")
+                raise UserError(f"normalize={self.kind!r} needs at least 2 training vectors, got {states.shape[0]}")
             self.mean = states.mean(0)
             self.std = states.std(0).clamp_min(1e-6)
         return self
@@ -334,7 +348,7 @@ class WicProbe:
     def __init__(self, hm, mode: str, layers: Sequence[int] | str = "all", normalize: str = "center",
                  template: str = PROMPT, batch_size: int = 16) -> None:
         if mode not in MODES:
-            raise ValueError(f"mode={mode!r}: expected one of {MODES}")
+            raise UserError(f"mode={mode!r}: expected one of {MODES}")
         self.hm, self.mode, self.template, self.batch_size = hm, mode, template, batch_size
         self.layers = hm.check_layers(layers)
         self.norm = Normalizer(normalize)
@@ -362,95 +376,3 @@ class WicProbe:
         """``[n, layer]`` cosine of the corrected vectors of each pair."""
         a, b = self.norm(vecs[0]), self.norm(vecs[1])
         return torch.nn.functional.cosine_similarity(a, b, dim=-1).numpy()
-
-
-# ------------------------------------------------------------------------ evaluation
-def best_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
-    """The cut (predict T when score > cut) with the best accuracy on these scores; among
-    equally good cuts the middle one, so the choice does not hug a data point."""
-    s = np.sort(np.unique(scores))
-    cuts = np.concatenate([[s[0] - 1e-6], (s[:-1] + s[1:]) / 2, [s[-1] + 1e-6]])
-    acc = np.array([((scores > c) == labels).mean() for c in cuts])
-    best = np.flatnonzero(acc == acc.max())
-    return float(cuts[best[len(best) // 2]])
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of a proportion k/n."""
-    if n == 0:
-        return float("nan"), float("nan")
-    p = k / n
-    den = 1 + z * z / n
-    mid = (p + z * z / (2 * n)) / den
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return float(mid - half), float(mid + half)
-
-
-def auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the ROC curve (probability a T pair outscores an F pair; ties count 1/2)."""
-    pos, neg = scores[labels], scores[~labels]
-    if not len(pos) or not len(neg):
-        return float("nan")
-    diff = pos[:, None] - neg[None, :]
-    return float(((diff > 0).sum() + 0.5 * (diff == 0).sum()) / diff.size)
-
-
-def spearman_ci(x: np.ndarray, y: np.ndarray, z: float = 1.96) -> tuple[float, float, float]:
-    """Spearman's rho with a Fisher-z interval (SE 1.06 / sqrt(n - 3), Fieller et al. 1957)."""
-    from scipy.stats import spearmanr
-
-    n = len(x)
-    rho = float(spearmanr(x, y).statistic)
-    if n < 4 or not np.isfinite(rho):
-        return rho, float("nan"), float("nan")
-    r = np.clip(rho, -0.999999, 0.999999)
-    half = z * 1.06 / np.sqrt(n - 3)
-    lo, hi = float(np.tanh(np.arctanh(r) - half)), float(np.tanh(np.arctanh(r) + half))
-    return rho, min(lo, rho), max(hi, rho)
-
-
-# ------------------------------------------------------------------------ building the shipped sets
-def build_from_inventory(inventory: str | Path, out_dir: str | Path, pairs_per_word: int = 3,
-                         fractions: tuple[float, float] = (0.5, 0.18), seed: int = 0) -> dict[str, int]:
-    """Write train/dev/test WiC files from a sense inventory (TSV: word, pos, sense, sentence
-    with the target form in braces, e.g. ``the {bank} of the river``).
-
-    Per word: ``pairs_per_word`` same-sense (T) and as many different-sense (F) pairs,
-    sampled with ``seed``. Splits are by *word* (train/dev/test words are disjoint), so no
-    sentence is seen in two splits. Returns the number of pairs per split.
-    """
-    inventory, out_dir = Path(inventory), Path(out_dir)
-    with inventory.open(encoding="utf-8", newline="") as fh:
-        rows = list(csv.DictReader(fh, delimiter="\t"))
-    words: dict[str, dict] = {}
-    for k, r in enumerate(rows, start=2):
-        m = re.search(r"\{([^}]+)\}", r["sentence"])
-        if not m:
-            raise ValueError(f"{inventory}:{k}: no {{target}} in {r['sentence']!r}")
-        plain = r["sentence"].replace("{", "").replace("}", "")
-        index = len(r["sentence"][: m.start()].split())
-        words.setdefault(r["word"], {"pos": r["pos"], "senses": {}})["senses"].setdefault(r["sense"], []).append(
-            (plain, index))
-    rng = random.Random(seed)
-    names = sorted(words)
-    rng.shuffle(names)
-    n_train, n_dev = round(fractions[0] * len(names)), round(fractions[1] * len(names))
-    split_of = {w: ("train" if i < n_train else "dev" if i < n_train + n_dev else "test") for i, w in enumerate(names)}
-    lines: dict[str, list[tuple[str, str]]] = {"train": [], "dev": [], "test": []}
-    for w in sorted(words):
-        senses = list(words[w]["senses"].values())
-        same = [p for sent in senses for p in combinations(sent, 2)]
-        diff = [p for a, b in combinations(senses, 2) for p in product(a, b)]
-        if len(same) < pairs_per_word or len(diff) < pairs_per_word:
-            raise ValueError(f"{inventory}: word {w!r} has too few sentences for {pairs_per_word} T and F pairs")
-        chosen = [(p, "T") for p in rng.sample(same, pairs_per_word)]
-        chosen += [(p, "F") for p in rng.sample(diff, pairs_per_word)]
-        for (x, y), gold in chosen:
-            if rng.random() < 0.5:
-                x, y = y, x
-            lines[split_of[w]].append((f"{w}\t{words[w]['pos']}\t{x[1]}-{y[1]}\t{x[0]}\t{y[0]}", gold))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for split, ls in lines.items():
-        (out_dir / f"{split}.data.txt").write_text("".join(d + "\n" for d, _ in ls), encoding="utf-8")
-        (out_dir / f"{split}.gold.txt").write_text("".join(g + "\n" for _, g in ls), encoding="utf-8")
-    return {s: len(ls) for s, ls in lines.items()}

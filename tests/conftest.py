@@ -12,7 +12,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def _store_model(name: str):
-    from hub.model import load_model
+    from hub.models import load_model
     from hub.store import default_store
 
     if not default_store().is_installed(name):
@@ -31,6 +31,31 @@ def gemma():
 @pytest.fixture(scope="session")
 def smollm():
     return _store_model("smollm2_135m")
+
+
+@pytest.fixture(scope="session")
+def qwen05():
+    """The real Qwen2.5-Coder-0.5B-Instruct (in `make test`)."""
+    return _store_model("qwen25_coder_05b")
+
+
+@pytest.fixture(scope="session")
+def qwen15():
+    """The real Qwen2.5-Coder-1.5B-Instruct (tests marked `big`: `make test-all` only)."""
+    return _store_model("qwen25_coder_15b")
+
+
+@pytest.fixture(autouse=True)
+def _own_activation_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own empty activation cache (never the user's), so a test passes or
+    fails on what the code computes now, not on states an earlier run left behind. Only the
+    cache moves: the offline model store (``$SEMANTIC_HUB_HOME`` / ``~/.cache/semantic-hub/
+    models``) is still found. Subprocesses started with ``os.environ`` inherit the setting."""
+    from hub.cache import ENV_DIR
+
+    d = tmp_path_factory.mktemp("activations")
+    monkeypatch.setenv(ENV_DIR, str(d))
+    yield d
 
 
 @pytest.fixture(autouse=True)

@@ -18,3 +18,22 @@ def compose_cfg(overrides: list[str]) -> DictConfig:
 def run_cfg(overrides: list[str], out: Path) -> Path:
     """Compose and run one job into ``out`` (no Hydra run dir), returning report.md."""
     return run_job(compose_cfg(overrides + ["progress=false"]), out)
+
+
+
+def assert_only_prefixes(tok, word: str, ids) -> None:
+    """Every id in a word's token set spells a non-empty prefix of the word (after the tokenizer's
+    word-boundary marker): a superset such as the whole vocabulary fails."""
+    from hub.tokensets import scheme_of
+
+    scheme = scheme_of(tok)
+    spelled = scheme.encode(word)
+    marker = scheme.encode(" ")
+    assert 0 < len(ids) <= 2 * len(spelled), (word, len(ids))
+    for i in ids:
+        s = tok.convert_ids_to_tokens(i)
+        if len(s) == 6 and s.startswith("<0x") and s.endswith(">"):  # SentencePiece byte fallback
+            assert word.encode("utf-8").startswith(bytes.fromhex(s[3:5])), (word, s)
+            continue
+        s = s[len(marker):] if marker != " " and s.startswith(marker) else s
+        assert s and spelled.startswith(s), f"{word!r}: token {i} ({tok.convert_ids_to_tokens(i)!r}) is no prefix"

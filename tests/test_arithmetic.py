@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from helpers import run_cfg
-from hub.testing import tiny_tokenizer
+from hub.models.tiny import tiny_tokenizer
 from hub.tokensets import token_set
 from modalities.arithmetic import (ArithmeticAdapter, Expression, exclusive_sets, first_tokens, generate_expressions,
                                    parse_expression, read_expressions)
@@ -170,5 +170,6 @@ def test_arithmetic_experiment_smoke(tmp_path):
     assert set(lens["set"]) == {"digits", "en", "zh"}
     assert lens["value"].between(0, 1).all() and sorted(lens["layer"].unique()) == [0, 1, 2, 3]
     text = report.read_text()
-    assert "Arithmetic: logit lens" in text and "Layers where p(en) > p(digits)" in text
+    assert "Arithmetic: logit lens" in text and "Material layers where p(en) > p(digits)" in text
+    assert "Materiality rule" in text
     assert (tmp_path / "lens_arithmetic.png").is_file()

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from hub.cache import ActivationCache, from_config, model_identity
-from hub.testing import tiny_model
+from hub.models.tiny import tiny_model
 
 TEXTS = ["The cat sat on the mat.", "Le chat est sur le tapis.", "Der Hund schläft.", "猫在垫子上。", "5+3=8."]
 

@@ -35,7 +35,7 @@ def test_failed_job_writes_error_txt_and_a_rerun_clears_it(tmp_path, capsys):
     with pytest.raises(ValueError, match="empty prompt"):
         run_or_resume(bad, tmp_path)  # a single run re-raises
     res = run_or_resume(bad, tmp_path, raise_errors=False)  # a sweep job reports and goes on
-    assert res["status"] == "failed" and res["error"].startswith("ValueError")
+    assert res["status"] == "failed" and res["error"].startswith("UserError")
     err = (tmp_path / "error.txt").read_text()
     assert "lens_smoke on tiny_llama" in err and "Traceback" in err and "empty prompt" in err
     assert not (tmp_path / "report.md").exists()

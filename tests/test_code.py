@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from helpers import run_cfg
-from hub.testing import tiny_tokenizer
+from hub.models.tiny import tiny_tokenizer
 from modalities.base import ADAPTERS
 from modalities.code import DATA, CodeAdapter, CodeItem, argument_sites, list_commas, load_functions
 

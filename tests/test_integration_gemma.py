@@ -2,6 +2,7 @@
 import pandas as pd
 import pytest
 import torch
+from helpers import assert_only_prefixes
 
 from hub.lens import LogitLens
 from hub.readout import lens_readout
@@ -44,6 +45,8 @@ def test_sentencepiece_token_sets(gemma):
     flower = {tok.convert_ids_to_tokens(i) for i in token_set(tok, "flower")}
     assert {"▁flower", "flower", "▁f"} <= flower
     assert {tok.convert_ids_to_tokens(i) for i in token_set(tok, "花")} >= {"花"}
+    for word in ("flower", "花", "Blume", "fleur"):  # and only the word's prefixes: a small set
+        assert_only_prefixes(tok, word, token_set(tok, word))
 
 
 def test_translation_readout_small(gemma):

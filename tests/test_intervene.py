@@ -4,7 +4,7 @@ import torch
 
 from hub.intervene import (Intervention, from_states, generate_with, mean_difference, next_token_logprobs_with,
                            steer, token_id, unembedding_direction)
-from hub.testing import tiny_model
+from hub.models.tiny import tiny_model
 
 PROMPTS = ["The cat sat on the mat.", "Le chat", "5+3=8 and one two three four", "猫在垫子上。"]
 

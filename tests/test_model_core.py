@@ -1,46 +1,17 @@
-"""Model core: capture parity with HF, padding invariance, early stop, lens parity, bad input."""
+"""Model core: batch composition, position modes, early stop, lens details, hooks, bad input.
+
+Parity with HF (capture, left padding, lens == logits) for every family: tests/test_family_parity.py.
+"""
 import math
 
 import pytest
 import torch
 
-from hub.families import Family, family_for
+from hub.models.families import Family, family_for
 from hub.lens import LogitLens
-from hub.testing import TINY_FAMILIES, tiny_model
+from hub.models.tiny import tiny_model
 
 TEXTS = ["The cat sat on the mat.", "Le chat", "5+3=8 and one two three four", "猫在垫子上。"]
-
-
-def hf_states(hm, text):
-    ids = torch.tensor([hm.tokenize([text])[0]])
-    with torch.no_grad():
-        out = hm.model(input_ids=ids, output_hidden_states=True)
-    return out
-
-
-@pytest.fixture(scope="module", params=TINY_FAMILIES)
-def hm(request):
-    return tiny_model(request.param)
-
-
-def test_capture_equals_hf_hidden_states(hm):
-    st = hm.capture(TEXTS, layers="all", positions="all")
-    for i, t in enumerate(TEXTS):
-        out = hf_states(hm, t)
-        hs = out.hidden_states
-        assert len(hs) == hm.n_layers + 1
-        for k in range(hm.n_layers):  # HF's last entry is normed; ours is the raw block output
-            torch.testing.assert_close(st[i][k], hs[k][0], atol=1e-5, rtol=0)
-        torch.testing.assert_close(hm.final_norm(st[i][hm.n_layers]), hs[-1][0], atol=1e-5, rtol=0)
-
-
-def test_left_padded_batch_equals_one_by_one(hm):
-    batched = hm.capture(TEXTS, layers="all", positions="last", batch_size=4)
-    single = torch.cat([hm.capture([t], layers="all", positions="last", batch_size=1) for t in TEXTS])
-    torch.testing.assert_close(batched, single, atol=1e-4, rtol=0)
-    mean_b = hm.capture(TEXTS, layers=[1, 2], positions="mean", batch_size=3)
-    mean_s = torch.cat([hm.capture([t], layers=[1, 2], positions="mean") for t in TEXTS])
-    torch.testing.assert_close(mean_b, mean_s, atol=1e-4, rtol=0)
 
 
 def test_results_do_not_depend_on_batch_composition():
@@ -82,14 +53,6 @@ def test_forward_stops_after_deepest_requested_layer():
     finally:
         for h in handles:
             h.remove()
-
-
-def test_lens_last_layer_reproduces_model_logits(hm):
-    st = hm.capture(TEXTS, layers=[hm.n_layers], positions="last")
-    lens = LogitLens(hm)
-    for i, t in enumerate(TEXTS):
-        logits = hf_states(hm, t).logits[0, -1]
-        torch.testing.assert_close(lens.logits(st[i, 0]), logits, atol=1e-4, rtol=1e-4)
 
 
 def test_lens_applies_softcap_and_norm_switch():
@@ -191,7 +154,7 @@ def test_hooks_removed_even_on_exception():
 
 def test_register_custom_family_works():
     # a family registered at run time is found by model_type and used for capture
-    from hub import families
+    from hub.models import families
     hm = tiny_model("llama")
     fam = Family("custom", ("custom_llama_test",), body="model")
     families.register_family(fam)

@@ -10,7 +10,7 @@ import torch
 from hub import regions as R
 from hub.lens import LogitLens
 from hub.perplexity import batch_nll, perplexity, token_windows, window_nll
-from hub.testing import tiny_model
+from hub.models.tiny import tiny_model
 
 TEXTS = {
     "en": "The cat sat on the mat. The capital of France is Paris. one two three four five six seven eight. " * 4,
@@ -221,11 +221,21 @@ def test_ablation_restores_on_exception(hm, imp):
 
 
 def test_ablating_core_changes_loss_more_than_nothing(hm, imp):
-    rs = R.build_regions(imp, k=0.2)
+    """Zeroing the core (the top 5% by the Taylor score |w * dL/dw|, a first-order estimate of
+    the loss change) moves the loss more than zeroing as many random parameters, and far more
+    than zeroing the bottom 5% (whose first-order estimate is orders of magnitude smaller; 5x is
+    a loose bound for the higher-order terms); zeroing nothing leaves it exactly as it was."""
+    rs = R.build_regions(imp, k=0.05)
     base = perplexity(hm, TEXTS["en"], window=WINDOW).value
-    with R.ablate(hm, rs["core"]):
-        hit = perplexity(hm, TEXTS["en"], window=WINDOW).value
-    assert hit != base and perplexity(hm, TEXTS["en"], window=WINDOW).value == base
+    delta = {}
+    for name in ("core", "random", "bottom", "none"):
+        with R.ablate(hm, rs[name]):
+            delta[name] = abs(perplexity(hm, TEXTS["en"], window=WINDOW).value - base)
+    assert delta["none"] == 0.0 and perplexity(hm, TEXTS["en"], window=WINDOW).value == base
+    assert delta["core"] > delta["random"] and delta["core"] > 5 * delta["bottom"], delta
+    taylor = {n: sum(float(imp.total[p].reshape(-1)[i].sum()) for p, i in rs[n].index.items())
+              for n in ("core", "bottom")}
+    assert taylor["core"] > 100 * taylor["bottom"], taylor  # what the 5x above rests on
 
 
 # ----------------------------------------------------------------------------- files

@@ -5,7 +5,7 @@ from collections import Counter
 import pytest
 
 from experiments.running_text import load_paragraphs, word_positions
-from hub.testing import tiny_tokenizer
+from hub.models.tiny import tiny_tokenizer
 from modalities.dictionary import glossed_words, load_cedict, load_freedict, load_tsv
 
 CEDICT = """# CC-CEDICT sample

@@ -43,7 +43,7 @@ def test_steer_sentiment_with_a_user_classifier(tmp_path):
     """The classifier hook: any local text-classification model directory, scored on the generations."""
     from transformers import LlamaConfig, LlamaForSequenceClassification
 
-    from hub.testing import tiny_tokenizer
+    from hub.models.tiny import tiny_tokenizer
 
     clf_dir = tmp_path / "clf"
     cfg = LlamaConfig(vocab_size=400, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
@@ -118,7 +118,7 @@ def test_bootstrap_ci():
 
 
 def test_layers_from_config_ints_or_fractions_of_depth():
-    from hub.testing import tiny_model
+    from hub.models.tiny import tiny_model
 
     hm = tiny_model("llama")  # 3 blocks
     assert resolve_layers(hm, [0.22, 0.44, 0.67]) == [1, 2]  # the configs' default; 4, 8, 12 on 18 blocks

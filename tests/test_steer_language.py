@@ -7,7 +7,7 @@ from hydra import compose, initialize_config_dir
 
 from hub.cli import CONF_DIR, run_job
 from hub.language_vectors import LanguageIdentifier, language_vectors
-from hub.testing import tiny_model
+from hub.models.tiny import tiny_model
 
 
 def test_language_vectors_are_token_means_minus_the_grand_mean():

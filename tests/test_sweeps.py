@@ -12,12 +12,14 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from helpers import compose_cfg
 from omegaconf import OmegaConf
 
 from hub.cli import CONF_DIR, run_job
+from hub.results import REQUIRED
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 # > ~10 s each on a loaded 2-core machine (measured); new experiments run in the fast set until listed
@@ -27,7 +29,7 @@ SLOW: set[str] = {"arithmetic", "audio_similarity", "code", "demo", "image_simil
 # size knobs, set where the composed config has the key (path -> value, or a function of the value)
 SHRINK: dict[str, object] = {
     "modality.max_items": 6, "modality.n_items": 8, "modality.n_shots": 2,
-    "modality.languages": lambda v: list(v)[:3],
+    "modality.languages": lambda v: list(v)[:3] if v else ["en", "de", "fr"],  # null: the table's languages
     "metric.n_boot": 10,
     "experiment.n_boot": 10, "experiment.n_items": 6, "experiment.max_new_tokens": 3,
     "experiment.seeds": [0], "experiment.scales": [0, 1], "experiment.n_build": 4,
@@ -94,10 +96,11 @@ def _hydra_value(v: object) -> str:
 def test_experiment_config_runs_on_a_tiny_model(name: str, tmp_path: Path) -> None:
     report = run_job(compose_cfg(list(_smoke_overrides(name))), tmp_path)
     assert report == tmp_path / "report.md" and report.read_text(encoding="utf-8").startswith("# ")
-    results = tmp_path / "results.csv"
-    if results.is_file():
-        df = pd.read_csv(results)
-        assert {"metric", "layer", "value"} <= set(df.columns) and len(df)
+    results = tmp_path / "results.csv"  # every experiment writes one (hub/results.py); none is a failure
+    assert results.is_file(), f"experiment {name} finished without results.csv"
+    df = pd.read_csv(results)
+    assert set(REQUIRED) <= set(df.columns) and len(df), f"{name}: {list(df.columns)}, {len(df)} rows"
+    assert np.isfinite(df["value"].to_numpy(dtype=float)).all()
 
 
 def test_every_experiment_is_discovered_and_slow_ones_compose() -> None:

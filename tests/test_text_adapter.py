@@ -1,8 +1,9 @@
 """Text adapter: table validation, prompts, token sets and drops; latent readout on tiny models."""
 import pytest
+from helpers import assert_only_prefixes
 
 from hub.readout import lens_readout, mean_ci
-from hub.testing import tiny_model, tiny_tokenizer
+from hub.models.tiny import tiny_model, tiny_tokenizer
 from hub.tokensets import Scheme, bytes_to_unicode, scheme_of, token_set
 from modalities.base import ADAPTERS, PairedSet, Side, build
 from modalities.text import TextAdapter, load_parallel
@@ -128,6 +129,9 @@ def test_bytelevel_token_sets_cover_prefixes_and_first_byte():
     assert vocab[first_byte] in token_set(tok, "狗")
     blank = {i for i in ids if not tok.decode([i]).strip()}
     assert not blank
+    # and nothing else: every token is a prefix of the word (with or without Ġ), so the set is small
+    for word in ("chat", "cat", "flower", "狗", "Paris"):
+        assert_only_prefixes(tok, word, token_set(tok, word))
     with pytest.raises(ValueError):
         token_set(tok, "  ")
 
@@ -142,15 +146,44 @@ def test_registry_builds_text_adapter():
 
 
 def test_lens_readout_rows_and_intervals():
+    """lens_readout against a reference computed from Hugging Face's own hidden states:
+    final norm + unembedding, a full softmax, summed over each set, mean and 95% interval."""
+    import numpy as np
+    import torch
+
     hm = tiny_model("llama")
     prompts = ['Français: "chien" - 中文: "', 'Français: "chat" - 中文: "', 'Le chat', 'The cat sat']
-    sets = [[frozenset({5, 6}), frozenset({7})]] * 4
+    sets = [[frozenset({5, 6, 300}), frozenset({7})], [frozenset({8}), frozenset({7, 9})],
+            [frozenset({5}), frozenset({399})], [frozenset({100, 101}), frozenset({4})]]
     df, raw = lens_readout(hm, prompts, sets, ["zh", "en"])
+    L = hm.n_layers
+    ref_p = np.zeros((4, L + 1, 2))
+    ref_ent = np.zeros((4, L + 1))
+    for i, text in enumerate(prompts):
+        ids = torch.tensor([hm.tokenize([text])[0]])
+        with torch.no_grad():
+            hs = hm.model(input_ids=ids, output_hidden_states=True).hidden_states  # L+1 x [1, seq, d]
+            # HF's last entry is already normed; the others are raw block outputs
+            h = torch.stack([hm.final_norm(x[0, -1]) for x in hs[:L]] + [hs[L][0, -1]])  # [L+1, d]
+            p = torch.softmax(hm.unembed(h).double(), -1)  # [L+1, vocab]
+        for s_, ids_ in enumerate(sets[i]):
+            ref_p[i, :, s_] = p[:, sorted(ids_)].sum(-1).numpy()
+        ref_ent[i] = (-(p * p.log()).sum(-1) / np.log(2)).numpy()
+    np.testing.assert_allclose(raw["set_prob"], ref_p, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(raw["entropy"], ref_ent, rtol=1e-4, atol=1e-5)
     probs = df[df.metric == "lang_prob"]
-    assert set(probs["lang"]) == {"zh", "en"} and len(probs) == 2 * (hm.n_layers + 1)
-    assert (probs["ci_low"] <= probs["value"]).all() and (probs["value"] <= probs["ci_high"]).all()
-    assert {"entropy", "token_energy"} <= set(df.metric) and df["value"].notna().all()
-    assert raw["set_prob"].shape == (4, hm.n_layers + 1, 2)
+    assert set(probs["lang"]) == {"zh", "en"} and len(probs) == 2 * (L + 1)
+    for s_, lang in enumerate(["zh", "en"]):
+        rows = probs[probs.lang == lang].sort_values("layer")
+        assert rows["layer"].tolist() == list(range(L + 1)) and (rows["n"] == 4).all()
+        m, sd = ref_p[:, :, s_].mean(0), ref_p[:, :, s_].std(0, ddof=1)
+        np.testing.assert_allclose(rows["value"], m, rtol=1e-4, atol=1e-7)
+        half = 1.96 * sd / 2.0  # normal approximation, n = 4; a probability's interval stays in [0, 1]
+        np.testing.assert_allclose(rows["ci_high"], np.clip(m + half, 0, 1), rtol=1e-3, atol=1e-7)
+        np.testing.assert_allclose(rows["ci_low"], np.clip(m - half, 0, 1), rtol=1e-3, atol=1e-7)
+    ent = df[df.metric == "entropy"].sort_values("layer")
+    np.testing.assert_allclose(ent["value"], ref_ent.mean(0), rtol=1e-4)
+    assert "token_energy" in set(df.metric) and df["value"].notna().all()
 
 
 def test_mean_ci():

@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 import torch
 
-from hub.whisper import WhisperHub, load_whisper, tiny_whisper
+from hub.models import load_model
+from hub.models.tiny import tiny_whisper
+from hub.models.whisper import WhisperHub
 
 sys.path.insert(0, str(Path(__file__).parent))
 from helpers import run_cfg  # noqa: E402
@@ -102,7 +104,7 @@ def test_missing_feature_extractor_is_a_clear_error(wh, tmp_path):
     wh.model.save_pretrained(tmp_path)
     wh.tokenizer.save_pretrained(tmp_path)
     with pytest.raises(ValueError, match=str(tmp_path) + r": no Whisper feature extractor"):
-        load_whisper(str(tmp_path))
+        load_model(str(tmp_path), kind="whisper")
 
 
 @pytest.mark.slow
@@ -129,7 +131,7 @@ def whisper_base() -> WhisperHub:
 
     if not default_store().is_installed("whisper_base"):
         pytest.skip("whisper_base not installed: run `semantic-hub-models fetch whisper_base`")
-    return load_whisper("whisper_base")
+    return load_model("whisper_base", kind="whisper")
 
 
 @pytest.mark.integration

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from helpers import run_cfg
-from hub.testing import tiny_model, tiny_tokenizer
+from hub.models.tiny import tiny_model, tiny_tokenizer
 from modalities.wic import (DATA, Normalizer, WicItem, WicItemError, WicProbe, auc, best_threshold,
                             build_from_inventory, load_wic, locate, locate_items, mode_input, read_graded, read_wic,
                             spearman_ci, token_span, wilson)

@@ -1,7 +1,7 @@
 """Whisper in the hub: encoder states per layer, and the decoder as a HubModel for the lens.
 
 The decoder is Whisper's language model: a :class:`WhisperHub` is a HubModel whose blocks are
-the decoder layers (family ``whisper`` in hub/families.py: body ``model.decoder``, final
+the decoder layers (family ``whisper`` in hub/models/families.py: body ``model.decoder``, final
 norm ``layer_norm``, unembedding ``proj_out``), so capture, hooks and the logit lens work as
 for any LM. Its batch forward feeds the token batch to the decoder (``decoder_input_ids``,
 mask and position ids of the left-padded batch) and the audio through ``extra``: either
@@ -15,7 +15,6 @@ pads every clip to 30 s, and frame t covers 20 ms, so a clip of s seconds fills 
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import math
 from collections.abc import Sequence
@@ -25,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from hub.model import Batch, HubModel
+from hub.models.model import Batch, HubModel, as_dtype
 
 SAMPLE_RATE = 16_000
 FRAMES_PER_SECOND = 50  # encoder frames per second of audio (10 ms hop, stride-2 conv)
@@ -116,37 +115,60 @@ class WhisperHub(HubModel):
             chunk = waves[s:s + batch_size]
             feats = self.features(chunk)
             frames = [self.speech_frames(len(w) / SAMPLE_RATE, total=feats.shape[-1] // 2) for w in chunk]
-            w = torch.zeros(len(chunk), feats.shape[-1] // 2, device=self.device)
-            for i, f in enumerate(frames):
-                w[i, :f] = 1.0 / f
-            got: dict[int, Tensor] = {}
-            handles = []
-
-            def post(k):
-                def hook(_m, _args, out):
-                    h = out[0] if isinstance(out, tuple) else out
-                    got[k] = torch.einsum("bt,btd->bd", w, h.float())
-                return hook
-
-            def pre(_m, args, kw):
-                h = args[0] if args else kw["hidden_states"]
-                got[0] = torch.einsum("bt,btd->bd", w, h.float())
-
-            for k in layer_list:
-                if k == 0:
-                    handles.append(self.encoder.layers[0].register_forward_pre_hook(pre, with_kwargs=True))
-                else:
-                    handles.append(self.encoder.layers[k - 1].register_forward_hook(post(k)))
-            try:
-                enc = self.encoder(feats).last_hidden_state
-            finally:
-                for h in handles:
-                    h.remove()
+            enc, mean = self._encode_cached(feats, frames, layer_list)
             outs.append(enc)
             if layer_list:
-                means.append(torch.stack([got[k] for k in layer_list], 1).cpu())
+                means.append(mean)
         hidden = torch.cat(outs)
         return hidden, (torch.cat(means) if layer_list else None)
+
+    def _encode_cached(self, feats: Tensor, frames: list[int], layer_list: list[int]) -> tuple[Tensor, Tensor | None]:
+        """One encoder pass through the activation cache (``self.cache``) when one is attached:
+        the output ``[b, 1500, d]`` and the speech-frame means ``[b, layer, d]`` are two entries."""
+        keys = None
+        if self.cache is not None:
+            keys = [self.cache.key(self, [], layer_list, positions=f"whisper_encoder:{part}:{frames}",
+                                   extra=[{"input_features": feats}]) for part in ("output", "means")]
+            if None not in keys:
+                enc, mean = self.cache.get(keys[0]), (self.cache.get(keys[1]) if layer_list else None)
+                if enc is not None and (mean is not None or not layer_list):
+                    return enc.to(self.device), mean
+        enc, mean = self._encode_pass(feats, frames, layer_list)
+        if keys is not None and None not in keys:
+            self.cache.put(keys[0], enc.cpu(), model=self.name)
+            if layer_list:
+                self.cache.put(keys[1], mean, model=self.name)
+        return enc, mean
+
+    def _encode_pass(self, feats: Tensor, frames: list[int], layer_list: list[int]) -> tuple[Tensor, Tensor | None]:
+        """Run the encoder with hooks averaging ``layer_list`` over each clip's speech frames."""
+        w = torch.zeros(len(frames), feats.shape[-1] // 2, device=self.device)  # [b, frame]
+        for i, f in enumerate(frames):
+            w[i, :f] = 1.0 / f
+        got: dict[int, Tensor] = {}
+        handles = []
+
+        def post(k):
+            def hook(_m, _args, out):
+                h = out[0] if isinstance(out, tuple) else out
+                got[k] = torch.einsum("bt,btd->bd", w, h.float())
+            return hook
+
+        def pre(_m, args, kw):
+            h = args[0] if args else kw["hidden_states"]
+            got[0] = torch.einsum("bt,btd->bd", w, h.float())
+
+        for k in layer_list:
+            if k == 0:
+                handles.append(self.encoder.layers[0].register_forward_pre_hook(pre, with_kwargs=True))
+            else:
+                handles.append(self.encoder.layers[k - 1].register_forward_hook(post(k)))
+        try:
+            enc = self.encoder(feats).last_hidden_state
+        finally:
+            for h in handles:
+                h.remove()
+        return enc, (torch.stack([got[k] for k in layer_list], 1).cpu() if layer_list else None)
 
     def encode_memo(self, waves: Sequence[np.ndarray], batch_size: int = 8, progress: bool = False
                     ) -> tuple[Tensor, Tensor]:
@@ -192,14 +214,12 @@ class WhisperHub(HubModel):
 
 
 # ----------------------------------------------------------------------- loading
-def load_whisper(path: str, dtype: str = "float32", device: str = "cpu", name: str | None = None) -> WhisperHub:
+def load(path: str, dtype: str = "float32", device: str = "cpu", **_: object) -> WhisperHub:
     """Whisper and its processor from a store name, local directory or hub id."""
     from transformers import AutoFeatureExtractor, AutoTokenizer, WhisperForConditionalGeneration
 
     from hub.store import resolve
 
-    if str(path).startswith("tiny:"):
-        return tiny_whisper()
     where = resolve(path)
     try:
         fe = AutoFeatureExtractor.from_pretrained(where)
@@ -207,41 +227,7 @@ def load_whisper(path: str, dtype: str = "float32", device: str = "cpu", name: s
         raise ValueError(f"{where}: no Whisper feature extractor (preprocessor_config.json): {e}; Whisper needs its "
                          "processor to turn audio into log-mel features") from e
     tok = AutoTokenizer.from_pretrained(where)
-    torch_dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
-    model = WhisperForConditionalGeneration.from_pretrained(where, dtype=torch_dtype).to(device)
+    model = WhisperForConditionalGeneration.from_pretrained(where, dtype=as_dtype(dtype)).to(device)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
-    return WhisperHub(model, tok, name=name or str(path), feature_extractor=fe)
-
-
-def get_whisper(model_cfg, device: str = "cpu") -> WhisperHub:
-    """The Whisper model a ``conf/model`` entry names, loaded once per process (hub.context's cache)."""
-    from hub.context import get_model
-
-    return get_model(model_cfg, device)
-
-
-# -------------------------------------------------------- tiny random Whisper
-TINY_LANGS = ("en", "de", "fr", "es", "it", "pt")
-WHISPER_SPECIALS = ("<|endoftext|>", "<|startoftranscript|>", *[f"<|{c}|>" for c in TINY_LANGS], "<|translate|>",
-                    "<|transcribe|>", "<|startoflm|>", "<|startofprev|>", "<|nospeech|>", "<|notimestamps|>")
-
-
-@functools.lru_cache(maxsize=2)
-def tiny_whisper(seed: int = 0, n_mels: int = 16) -> WhisperHub:
-    """A random Whisper (2+2 layers, d=32) with the tiny tokenizer plus Whisper's special tokens."""
-    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration
-
-    from hub.vlm import tiny_mm_tokenizer
-
-    tok = tiny_mm_tokenizer({}, WHISPER_SPECIALS)
-    ids = {t: tok.convert_tokens_to_ids(t) for t in WHISPER_SPECIALS}
-    cfg = WhisperConfig(vocab_size=len(tok), num_mel_bins=n_mels, d_model=32, encoder_layers=2, decoder_layers=2,
-                        encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64,
-                        max_source_positions=1500, max_target_positions=128, pad_token_id=tok.pad_token_id,
-                        bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|endoftext|>"],
-                        decoder_start_token_id=ids["<|startoftranscript|>"], begin_suppress_tokens=None,
-                        suppress_tokens=None)
-    torch.manual_seed(seed)
-    model = WhisperForConditionalGeneration(cfg).eval()
-    return WhisperHub(model, tok, name="tiny_whisper", feature_extractor=WhisperFeatureExtractor(feature_size=n_mels))
+    return WhisperHub(model, tok, name=str(path), feature_extractor=fe)

@@ -13,15 +13,14 @@ file; ``local-dir:/path`` loads ``open_clip_config.json`` plus weights from a fo
 """
 from __future__ import annotations
 
-import functools
-import json
-import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import Tensor
+
+from hub.errors import UserError
 
 
 @dataclass
@@ -32,6 +31,8 @@ class ClipModel:
     preprocess: object
     tokenizer: object
     name: str = "clip"
+    # optional activation cache (hub.cache.ActivationCache): consulted by image_states/text_states when set
+    cache: object | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.model.eval()
@@ -104,6 +105,26 @@ class ClipModel:
                 h.remove()
         return (torch.stack([got[k] for k in layer_list], 1).cpu() if layer_list else None), emb
 
+    def _run_cached(self, tower: str, inputs: Tensor, blocks, layer_list: list[int], read, encode
+                    ) -> tuple[Tensor | None, Tensor]:
+        """:meth:`_run` through the activation cache (``self.cache``) when one is attached; the
+        key covers the model, the tower, the layers and the tower's input tensor (pixels or ids)."""
+        keys = None
+        if self.cache is not None:
+            keys = [self.cache.key(self, [], layer_list, positions=f"open_clip:{tower}:{part}",
+                                   extra=[{"inputs": inputs}]) for part in ("states", "embeds")]
+            if None not in keys:
+                states = self.cache.get(keys[0]) if layer_list else None
+                emb = self.cache.get(keys[1])
+                if emb is not None and (states is not None or not layer_list):
+                    return states, emb
+        states, emb = self._run(blocks, layer_list, read, encode)
+        if keys is not None and None not in keys:
+            if layer_list:
+                self.cache.put(keys[0], states, model=self.name)
+            self.cache.put(keys[1], emb, model=self.name)
+        return states, emb
+
     @torch.no_grad()
     def image_states(self, images: Sequence, layers: Sequence[int] | str = "all", batch_size: int = 32
                      ) -> tuple[Tensor | None, Tensor]:
@@ -121,7 +142,8 @@ class ClipModel:
         states, embeds = [], []
         for s in range(0, len(images), batch_size):
             x = torch.stack([self.preprocess(im.convert("RGB")) for im in images[s:s + batch_size]]).to(self.device)
-            st, emb = self._run(blocks, layer_list, read, lambda: self.model.encode_image(x, normalize=True))
+            st, emb = self._run_cached("image", x, blocks, layer_list, read,
+                                       lambda: self.model.encode_image(x, normalize=True))
             states.append(st)
             embeds.append(emb)
         return (torch.cat(states) if layer_list else None), torch.cat(embeds)
@@ -143,20 +165,28 @@ class ClipModel:
             def read(h: Tensor, tok=tok) -> Tensor:
                 return text_global_pool(h, tok, pool, eos_token_id=eos).float()
 
-            st, emb = self._run(blocks, layer_list, read, lambda: self.model.encode_text(tok, normalize=True))
+            st, emb = self._run_cached("text", tok, blocks, layer_list, read,
+                                       lambda: self.model.encode_text(tok, normalize=True))
             states.append(st)
             embeds.append(emb)
         return (torch.cat(states) if layer_list else None), torch.cat(embeds)
 
 
 # -------------------------------------------------------------------- loading
-def load_clip(model_name: str, pretrained: str | None = None, device: str = "cpu", precision: str = "fp32",
-              name: str | None = None) -> ClipModel:
-    """``open_clip.create_model_and_transforms`` plus the tokenizer; errors say what is missing."""
+PRECISIONS = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}  # model.dtype -> open_clip precision
+
+
+def load(model_name: str, dtype: str = "float32", device: str = "cpu", pretrained: str | None = None,
+         **_: object) -> ClipModel:
+    """``open_clip.create_model_and_transforms`` plus the tokenizer; errors say what is missing.
+
+    ``model_name`` is an open_clip architecture (``ViT-B-32``) or ``local-dir:/folder``.
+    """
     import open_clip
 
-    if model_name.startswith("tiny:"):
-        return tiny_clip()
+    if str(dtype) not in PRECISIONS:
+        raise UserError(f"model.dtype={dtype!r} for an open_clip model: expected one of {', '.join(PRECISIONS)}")
+    precision = PRECISIONS[str(dtype)]
     if pretrained and not model_name.startswith(("local-dir:", "hf-hub:")):
         p = Path(pretrained)
         if (p.suffix or "/" in pretrained) and not p.is_file():
@@ -168,45 +198,4 @@ def load_clip(model_name: str, pretrained: str | None = None, device: str = "cpu
         raise RuntimeError(f"open_clip could not build {model_name!r} with pretrained={pretrained!r}: {e} "
                            "(offline: pass a local checkpoint path, or local-dir:/folder with open_clip_config.json)"
                            ) from e
-    return ClipModel(model, preprocess, open_clip.get_tokenizer(model_name), name or model_name)
-
-
-def get_clip(model_cfg, device: str = "cpu") -> ClipModel:
-    """The open_clip model a ``conf/model`` entry names, loaded once per process (hub.context's cache)."""
-    from hub.context import get_model
-
-    return get_model(model_cfg, device)
-
-
-TINY_CLIP_CFG = {
-    "embed_dim": 16,
-    "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "head_width": 8, "patch_size": 8},
-    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 4, "layers": 3},
-}
-
-
-@functools.lru_cache(maxsize=1)
-def tiny_clip_dir() -> str:
-    """A temporary folder with a tiny ``open_clip_config.json`` (no weights: random init)."""
-    d = Path(tempfile.mkdtemp(prefix="semantic-hub-tiny-clip-"))
-    (d / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_CLIP_CFG, "preprocess_cfg": {}}))
-    return str(d)
-
-
-@functools.lru_cache(maxsize=1)
-def tiny_clip(seed: int = 0) -> ClipModel:
-    """A random tiny open_clip ViT/text model built through create_model_and_transforms."""
-    import logging
-
-    import open_clip
-
-    torch.manual_seed(seed)
-    name = f"local-dir:{tiny_clip_dir()}"
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # open_clip warns on the root logger that the folder has no weights
-    try:
-        model, _, preprocess = open_clip.create_model_and_transforms(name)
-    finally:
-        root.setLevel(level)  # leave the process's logging as it was
-    return ClipModel(model, preprocess, open_clip.get_tokenizer(name), "tiny_clip")
+    return ClipModel(model, preprocess, open_clip.get_tokenizer(model_name), model_name)

@@ -19,7 +19,8 @@ import torch.nn as nn
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from hub.families import Family, family_for, get_attr
+from hub.errors import UserError, UserIndexError
+from hub.models.families import Family, family_for, get_attr
 from hub.positions import PositionSpec, make_reader
 
 
@@ -97,11 +98,11 @@ class HubModel:
         out = []
         for k in layers:
             if not isinstance(k, int) or not 0 <= k <= self.n_layers:
-                raise IndexError(f"layer {k!r} is out of range for {self.name}: valid layers are 0..{self.n_layers} "
+                raise UserIndexError(f"layer {k!r} is out of range for {self.name}: valid layers are 0..{self.n_layers} "
                                  f"(0 = embeddings, k = output of block k)")
             out.append(k)
         if len(set(out)) != len(out):
-            raise ValueError(f"layers {list(layers)} contain duplicates")
+            raise UserError(f"layers {list(layers)} contain duplicates")
         return out
 
     # ------------------------------------------------------------ tokenising
@@ -113,12 +114,12 @@ class HubModel:
         for i, t in enumerate(texts):
             if isinstance(t, str):
                 if not t.strip():
-                    raise ValueError(f"input {i} is an empty prompt: expected non-empty text")
+                    raise UserError(f"input {i} is an empty prompt: expected non-empty text")
                 ids = self.tokenizer(t, add_special_tokens=True)["input_ids"]
             else:
                 ids = list(t)
                 if not ids:
-                    raise ValueError(f"input {i} is an empty token sequence")
+                    raise UserError(f"input {i} is an empty token sequence")
             out.append(ids)
         return out
 
@@ -279,30 +280,11 @@ def _stack_extra(items: list[dict]) -> dict:
     return {k: torch.cat([it[k] for it in items]) for k in keys}
 
 
-def load_model(
-    name_or_path: str,
-    dtype: str | torch.dtype = "float32",
-    device: str = "cpu",
-    attn_implementation: str | None = None,
-) -> HubModel:
-    """Load a causal LM by store name, local directory or Hugging Face hub id.
-
-    ``tiny:<family>`` builds a random tiny model (hub.testing) for smoke runs.
-    """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from hub.store import resolve
-
-    if str(name_or_path).startswith("tiny:"):
-        from hub.testing import tiny_model
-        return tiny_model(str(name_or_path).split(":", 1)[1])
-    path = resolve(name_or_path)
-    torch_dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
-    kw = {"dtype": torch_dtype}
-    if attn_implementation:
-        kw["attn_implementation"] = attn_implementation
-    model = AutoModelForCausalLM.from_pretrained(path, **kw).to(device)
-    tok = AutoTokenizer.from_pretrained(path)
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
-    return HubModel(model, tok, name=str(name_or_path))
+def as_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """``"bfloat16"`` -> ``torch.bfloat16``; a clear error for a name torch does not have."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    got = getattr(torch, str(dtype), None)
+    if not isinstance(got, torch.dtype):
+        raise UserError(f"dtype {dtype!r} is not a torch dtype: expected e.g. float32, bfloat16, float16")
+    return got

@@ -26,8 +26,12 @@ class Family:
     norm: str = "norm"
     embed: str = "embed_tokens"
     unembed: str = "lm_head"
-    # model_type of a nested text config, for multimodal wrappers (e.g. llava -> llama)
+    # attribute of the nested text config, for multimodal wrappers (e.g. llava -> llama)
     text_config_attr: str | None = None
+    # multimodal wrappers: where the media placeholder goes in a prompt ({image} or {audio}), and
+    # which extra forward inputs a left-padded batch needs (a key of hub.models.vlm.BATCH_INPUTS)
+    prompt: str = ""
+    batch_inputs: str = "positions"
     notes: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -50,16 +54,20 @@ register_family(Family("llama", ("llama", "mistral", "mixtral", "qwen2", "qwen3"
 register_family(Family("gemma", ("gemma", "gemma2", "gemma3_text"), body="model",
                        notes="RMSNorm uses (1 + weight); embeddings scaled by sqrt(d); gemma2/3 softcap logits"))
 register_family(Family("gpt2", ("gpt2",), body="transformer", blocks="h", norm="ln_f", embed="wte"))
-# Vision-language models: hooks go on the language model inside
-register_family(Family("gemma3_vlm", ("gemma3",), body="model.language_model", text_config_attr="text_config"))
+# Vision-language models: hooks go on the language model inside. Gemma 3 marks image tokens with
+# token_type_ids (they attend bidirectionally); Qwen2-VL needs 3-D M-RoPE position ids.
+register_family(Family("gemma3_vlm", ("gemma3",), body="model.language_model", text_config_attr="text_config",
+                       prompt="{image}", batch_inputs="token_type_ids"))
 register_family(Family("llava", ("llava", "llava_next", "llava_onevision"), body="model.language_model",
-                       text_config_attr="text_config"))
+                       text_config_attr="text_config", prompt="USER: {image}\n"))
 register_family(Family("qwen2_vl", ("qwen2_vl", "qwen2_5_vl"), body="model.language_model",
-                       text_config_attr="text_config"))
+                       text_config_attr="text_config", prompt="<|vision_start|>{image}<|vision_end|>",
+                       batch_inputs="mrope"))
 register_family(Family("idefics3", ("idefics3", "smolvlm"), body="model.text_model",
-                       text_config_attr="text_config"))
+                       text_config_attr="text_config", prompt="{image}"))
+# Audio-language model (transformers 5 path of the language model)
 register_family(Family("qwen2_audio", ("qwen2_audio",), body="model.language_model", unembed="lm_head",
-                       text_config_attr="text_config"))
+                       text_config_attr="text_config", prompt="<|audio_bos|>{audio}<|audio_eos|>"))
 # Whisper: the decoder is the language model we read; proj_out is the unembedding
 register_family(Family("whisper", ("whisper",), body="model.decoder", norm="layer_norm", unembed="proj_out"))
 
@@ -82,7 +90,7 @@ def family_for(model: nn.Module) -> Family:
     known = ", ".join(sorted(FAMILIES))
     raise KeyError(
         f"model_type {mt!r} ({type(model).__name__}) is not in the family registry. Known: {known}. "
-        "Register it with hub.families.register_family(Family(name, (model_type,), body=..., blocks=..., "
+        "Register it with hub.models.families.register_family(Family(name, (model_type,), body=..., blocks=..., "
         "norm=..., embed=..., unembed=...)) giving the attribute paths of its decoder blocks, final norm, "
         "embedding and unembedding (see README, 'Adding a model family')."
     )

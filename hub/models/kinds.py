@@ -1,0 +1,43 @@
+"""The model-kind table: ``model.kind`` -> the sibling module that loads that kind.
+
+Each kind is one file in hub/models/ with a ``load(path, dtype, device, **options)`` function
+(the way TransformerLens v3 picks an adapter file from a name -> adapter table). A ``tiny:<name>``
+path builds a random tiny model of that kind instead (hub/models/tiny.py), for tests and smoke
+runs. Adding a kind = one module with ``load`` + one line here + a tiny builder + one test.
+"""
+from __future__ import annotations
+
+import importlib
+
+from hub.errors import UserError
+from hub.models.clip import ClipModel
+from hub.models.model import HubModel
+
+KINDS: dict[str, str] = {
+    "causal_lm": "hub.models.causal_lm",  # AutoModelForCausalLM -> HubModel
+    "vlm": "hub.models.vlm",              # image-text model + processor -> MultimodalHubModel
+    "audio_lm": "hub.models.audio_lm",    # Qwen2-Audio + processor -> AudioLMHub
+    "whisper": "hub.models.whisper",      # Whisper + feature extractor -> WhisperHub (decoder as LM)
+    "clip": "hub.models.clip",            # open_clip dual encoder -> ClipModel
+}
+TINY_PREFIX = "tiny:"
+
+
+def load_model(path: str, kind: str = "causal_lm", dtype: str = "float32", device: str = "cpu",
+               name: str | None = None, **options: object) -> HubModel | ClipModel:
+    """Load a model of ``kind`` (store name, directory, hub id, or ``tiny:<name>``).
+
+    ``options`` go to the kind's loader (``pretrained`` for clip, ``attn_implementation`` ...).
+    """
+    if kind not in KINDS:
+        raise UserError(f"model.kind={kind!r}: expected one of {', '.join(KINDS)}")
+    path = str(path)
+    if path.startswith(TINY_PREFIX):
+        from hub.models.tiny import build_tiny
+
+        model = build_tiny(kind, path[len(TINY_PREFIX):])
+    else:
+        model = importlib.import_module(KINDS[kind]).load(path, dtype=dtype, device=device, **options)
+    if name:
+        model.name = name
+    return model
