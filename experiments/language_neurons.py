@@ -21,7 +21,13 @@ import torch
 
 from experiments.regions_common import eval_rows, load_splits
 from hub.context import RunContext
-from hub.neurons import deactivated, firing_counts, lape_select, load_neurons, save_neurons
+from hub.neurons import (
+    deactivated,
+    firing_counts,
+    lape_select,
+    load_neurons,
+    save_neurons,
+)
 from hub.perplexity import token_windows
 from hub.plots import layer_curves, save_fig
 from hub.regions import region_identity, select_parameters

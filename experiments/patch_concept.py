@@ -27,6 +27,7 @@ import torch
 from hydra.utils import instantiate
 
 from hub.context import RunContext
+from hub.errors import UserError
 from hub.patching import patch_last_token
 from hub.plots import layer_curves
 from hub.readout import mean_ci
@@ -45,7 +46,7 @@ def run(ctx: RunContext) -> pd.DataFrame:
     tgt_task = adapter.lens_task("translation", ex.target.src, ex.target.tgt, tok)  # X -> Y, concept Ct
     B, Y = src_task.tgt, tgt_task.tgt
     if B == Y:
-        raise ValueError(f"experiment.source.tgt and experiment.target.tgt are both {B!r}: expected two "
+        raise UserError(f"experiment.source.tgt and experiment.target.tgt are both {B!r}: expected two "
                          "different output languages, or language and concept cannot be told apart")
     words = load_parallel(adapter.words_path, [B, Y], id_column="concept", single_word=True)
     word = {(c, lang): w for lang in (B, Y) for c, w in zip(words.ids, words.column(lang))}
@@ -58,7 +59,7 @@ def run(ctx: RunContext) -> pd.DataFrame:
     if ex.max_pairs and len(pairs) > ex.max_pairs:
         pairs = rng.sample(pairs, ex.max_pairs)
     if len(pairs) < 2:
-        raise ValueError(f"patching: only {len(pairs)} usable concept pairs for {ex.source.src}->{B} into "
+        raise UserError(f"patching: only {len(pairs)} usable concept pairs for {ex.source.src}->{B} into "
                          f"{ex.target.src}->{Y} after dropping {dict(drops)}: expected at least 2")
     tgt_prompt = dict(zip(tgt_task.concepts, tgt_task.prompts))
     targets = [tgt_prompt[ct] for ct, _, _ in pairs]
@@ -98,7 +99,7 @@ def _mean_language_prompts(adapter, langs, B: str, tok) -> dict[str, dict[str, s
         lt = adapter.lens_task("translation", a, B, tok)
         out[a] = dict(zip(lt.concepts, lt.prompts))
     if not out:
-        raise ValueError(f"experiment.mean_langs={list(langs)} holds no language other than {B!r}")
+        raise UserError(f"experiment.mean_langs={list(langs)} holds no language other than {B!r}")
     return out
 
 

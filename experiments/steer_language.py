@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from experiments.regions_common import load_splits
 from experiments.steer_common import resolve_layers
 from hub.context import RunContext
+from hub.errors import UserError
 from hub.intervene import Intervention, generate_with
 from hub.language_vectors import LanguageIdentifier, language_vectors
 from hub.perplexity import token_windows
@@ -37,7 +38,7 @@ def run(ctx: RunContext) -> pd.DataFrame:
     for a, b in directions:
         for lang in (a, b, e.hub_lang):
             if lang not in langs:
-                raise ValueError(f"experiment.directions: language {lang!r} is not in experiment.languages={langs}")
+                raise UserError(f"experiment.directions: language {lang!r} is not in experiment.languages={langs}")
     layers = resolve_layers(hm, list(e.layers))
     wins = {lang: token_windows(hm, t, int(e.window), int(e.tokens), name=f"language {lang!r}")
             for lang, t in scoring.items()}
@@ -72,7 +73,7 @@ def _direction(vecs, a: str, b: str, kind: str, li: int, hub: str, rng: torch.Ge
     if kind == "random":
         r = torch.randn(native.shape, generator=rng)
         return r * native.norm() / r.norm()
-    raise ValueError(f"experiment.vectors: unknown kind {kind!r}; expected native, from_hub or random")
+    raise UserError(f"experiment.vectors: unknown kind {kind!r}; expected native, from_hub or random")
 
 
 def _generate(hm, prompts, iv, e) -> list[str]:

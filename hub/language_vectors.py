@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
+from hub.errors import UserError
 from hub.models.model import HubModel
 
 
@@ -51,7 +52,7 @@ class LanguageIdentifier:
         for lang in languages:
             code = getattr(IsoCode639_1, str(lang).upper(), None)
             if code is None:
-                raise ValueError(f"language {lang!r} is not an ISO 639-1 code lingua knows")
+                raise UserError(f"language {lang!r} is not an ISO 639-1 code lingua knows: expected codes such as en, de, zh")
             codes.append(code)
         if len(codes) < 2:
             raise ValueError("LanguageIdentifier needs at least 2 candidate languages")

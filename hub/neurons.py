@@ -25,6 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from hub.errors import UserError, UserFileError
 from hub.models.model import HubModel
 
 _ACT_NAMES = ("act_fn", "activation_fn", "act")
@@ -146,14 +147,14 @@ def load_neurons(path: str | os.PathLike, expect: Mapping[str, str] | None = Non
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"neuron file {path} does not exist")
+        raise UserFileError(f"neuron file {path} does not exist: expected a neurons.safetensors written by language_neurons")
     try:
         with safe_open(str(path), "pt") as f:
             meta = f.metadata() or {}
     except Exception as e:  # noqa: BLE001 - a foreign file is a user error, said in one line
-        raise ValueError(f"neuron file {path} is not a safetensors file ({e})") from None
+        raise UserError(f"neuron file {path} is not a safetensors file ({e})") from None
     for k, v in (expect or {}).items():
         if meta.get(k) != str(v):
-            raise ValueError(f"neuron file {path} was made for {k}={meta.get(k)!r}, not {v!r}: "
+            raise UserError(f"neuron file {path} was made for {k}={meta.get(k)!r}, not {v!r}: "
                              "expected neurons selected on this model")
     return {k: v.bool() for k, v in load_file(str(path)).items()}

@@ -6,8 +6,15 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from hub.cli import CONF_DIR, run_job
-from hub.neurons import activation_modules, deactivated, firing_counts, lape_select, load_neurons, save_neurons
 from hub.models.tiny import tiny_model
+from hub.neurons import (
+    activation_modules,
+    deactivated,
+    firing_counts,
+    lape_select,
+    load_neurons,
+    save_neurons,
+)
 
 TEXTS = ["The cat sat on the mat.", "Le chat", "5+3=8 and one two three", "猫在垫子上。"]
 

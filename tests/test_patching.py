@@ -5,8 +5,8 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from hub.cli import CONF_DIR, run_job
-from hub.patching import patch_last_token
 from hub.models.tiny import tiny_model
+from hub.patching import patch_last_token
 
 PROMPTS = ["The cat sat on the mat.", "Le chat", "5+3=8 and one two", "猫在垫子上。"]
 SETS = [[[5, 9, 11], [40], [77, 78]]] * len(PROMPTS)
