@@ -4,13 +4,18 @@ Method. Two few-shot translation tasks in the format of the latent-language expe
 *source* task translating concept Cs from language A into B, and a *target* task translating
 a different concept Ct from X into Y (B ≠ Y). The source prompt's last-token residual states
 are captured at every layer. The target prompt is then run with its last-token residual
-replaced by the source states from layer k on (every layer after k as well, as in the paper;
-``single_layer=true`` patches layer k alone), for every k, and the model's next-token
-distribution is read: p(Cs in Y), p(Cs in B), p(Ct in Y) and p(Ct in B), each the summed
+replaced by the source state at layer k (``span`` layers from k; default 1), for every k, and
+the model's next-token distribution is read: p(Cs in Y), p(Cs in B), p(Ct in Y) and p(Ct in B), each the summed
 probability over that word's token set. Pairs whose four token sets overlap are dropped and
 counted. If the model first fixes a language-agnostic concept and only later the output
 language, patching middle layers moves the concept but keeps the target's language
 (p(Cs in Y) high), and patching late layers moves both (p(Cs in B) high).
+
+Why one layer by default: patching every layer from k to the last overwrites the last
+block's output at the last token, and the next-token distribution depends on that state
+alone, so every k would give the source prompt's own output (tested, and seen on Gemma-3-270m:
+the four curves are flat). ``span: null`` keeps that variant; any span ending before the
+last layer leaves the later layers free to read the target's context.
 
 Mean over languages: the source states are replaced by the mean of Cs's states over several
 source languages A₁..Aₘ (all translating into B). A language-agnostic concept representation
@@ -30,6 +35,7 @@ from hub.context import RunContext
 from hub.errors import UserError
 from hub.patching import patch_last_token
 from hub.plots import layer_curves
+from hub.readings import layer_ranges, min_prob_of, rule_text
 from hub.readout import mean_ci
 from hub.tokensets import token_set
 from modalities.text import load_parallel
@@ -81,12 +87,12 @@ def run(ctx: RunContext) -> pd.DataFrame:
     }
     frames = []
     for name, src in sources.items():
-        p = patch_last_token(hm, targets, src, starts, sets, single_layer=ex.single_layer,
+        p = patch_last_token(hm, targets, src, starts, sets, span=ex.span,
                              batch_size=cfg.batch_size).numpy()  # [n, starts, 4]
         frames.append(_rows(p, starts, L, name))
     df = ctx.add(pd.concat(frames, ignore_index=True), task="patching", src=f"{ex.source.src}->{B}",
                  tgt=f"{ex.target.src}->{Y}", modality="text")
-    _report(ctx, df, pairs, drops, B, Y, L)
+    _report(ctx, df, pairs, drops, B, Y, L, ex.span)
     return df
 
 
@@ -134,25 +140,34 @@ def _rows(p: np.ndarray, starts: list[int], L: int, source: str) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
-def _report(ctx: RunContext, df: pd.DataFrame, pairs, drops, B: str, Y: str, L: int) -> None:
+def _report(ctx: RunContext, df: pd.DataFrame, pairs, drops, B: str, Y: str, L: int, ex_span: int | None) -> None:
+    min_prob = min_prob_of(ctx.cfg)
     cur = df[df["metric"] == "patched_prob"]
     base = df[df["metric"] == "unpatched_prob"]
     fig = layer_curves(cur, ctx.out / "patching_probs.png", group="lang", panels="source", baseline_col=None,
-                       title=f"patch from layer k on; Y={Y}, B={B}", ylabel="probability", ylim=(0, 1),
+                       title=f"patch {'layers k..L' if ex_span is None else f'{ex_span} layer(s) from k'}; Y={Y}, B={B}", ylabel="probability", ylim=(0, 1),
                        x="layer", ncols=2)
     lines = [f"{len(pairs)} (target concept, source concept) pairs; dropped {drops or 'none'}. "
-             f"x axis: the first patched layer k (0 = embedding output, {L} = last block)."]
+             f"x axis: the first patched layer k (0 = embedding output, {L} = last block); "
+             f"{'every layer from k on' if ex_span is None else f'{ex_span} layer(s) from k'}. " + rule_text(min_prob)]
     for src, d in cur.groupby("source", sort=False):
         piv = d.pivot_table(index="layer", columns="lang", values="value")
         unp = base[base["source"] == src].set_index("lang")["value"]
-        k_cs_y = int(piv["Cs in Y"].idxmax())
+        lead = piv.idxmax(axis=1)[piv.max(axis=1) >= min_prob]  # layer -> the leading set, material layers only
+        by = {name: layer_ranges([int(k) for k, v in lead.items() if v == name]) or "none" for name in SETS}
         lines.append(
-            f"- **{src}**: unpatched p(Ct in Y) = {unp['Ct in Y']:.3f}. p(Cs in Y) peaks at "
-            f"{piv['Cs in Y'].max():.3f} when patching from layer {k_cs_y}; there p(Cs in B) = "
-            f"{piv.loc[k_cs_y, 'Cs in B']:.3f} and p(Ct in Y) = {piv.loc[k_cs_y, 'Ct in Y']:.3f}. "
-            f"From layer 0, p(Cs in B) = {piv.loc[0, 'Cs in B']:.3f}; from layer {L}, "
-            f"p(Cs in Y) = {piv.loc[L, 'Cs in Y']:.3f}.")
-    lines.append("Concept-before-language (the paper's reading) holds when p(Cs in Y) exceeds p(Cs in B) "
-                 "for middle starts and p(Cs in B) dominates when patching begins late, and the mean over "
-                 "languages keeps p(Cs in Y) at or above the single-source value.")
+            f"- **{src}**: unpatched p(Ct in Y) = {unp['Ct in Y']:.3f}, p(Cs in Y) = {unp['Cs in Y']:.3f}. "
+            f"Peaks: p(Cs in Y) {piv['Cs in Y'].max():.3f} (k = {int(piv['Cs in Y'].idxmax())}), "
+            f"p(Cs in B) {piv['Cs in B'].max():.3f} (k = {int(piv['Cs in B'].idxmax())}). "
+            f"Leading output by k: Cs in Y {by['Cs in Y']}; Cs in B {by['Cs in B']}; Ct in Y {by['Ct in Y']}; "
+            f"Ct in B {by['Ct in B']}.")
+    src_piv = cur[cur["source"] == "source"].pivot_table(index="layer", columns="lang", values="value")
+    moved = src_piv.index[(src_piv["Cs in Y"] >= min_prob) & (src_piv["Cs in Y"] == src_piv.max(axis=1))]
+    if len(moved):
+        lines.append(f"Concept without language: patching layer(s) {layer_ranges([int(k) for k in moved])} makes "
+                     f"the source concept the most likely output in the target's language Y={Y}, the pattern "
+                     "Dumas et al. report.")
+    else:
+        lines.append(f"The pattern Dumas et al. report (Cs in the target's language Y={Y} leading for middle "
+                     f"layers) does not appear: p(Cs in Y) never leads with p ≥ {min_prob:g}.")
     ctx.report.section("Patching: concept vs language", "\n".join(lines), figures=[fig])

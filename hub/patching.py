@@ -1,8 +1,12 @@
 """Activation patching of the last-token residual, batched over the layer it starts at.
 
 ``patch_last_token`` runs each target prompt with the residual state at its last token
-replaced by a source state, from layer k on (k, k+1, ..., L; or at layer k alone), and reads
-the model's own next-token distribution. All starts k of one target prompt run as one batch
+replaced by a source state at layer k (``span=1``), at k..k+span-1, or from k to the last
+layer (``span=None``), and reads the model's own next-token distribution. Note that with
+``span=None`` the last block's output at the last token is the source's too, and the
+next-token distribution depends on nothing else: every start gives the source prompt's own
+output. Only a span that ends before the last layer lets the target's context act on the
+patched state (through attention in the layers after the span). All starts k of one target prompt run as one batch
 (one forward per start, L+1 in all for k = 0..L), so "where is the concept fixed" costs a
 single batched pass per prompt. Layer k is the output of block k (k = 0: the embedding
 output), the same k that ``HubModel.capture`` and steering use, so a state captured at layer k
@@ -26,7 +30,7 @@ def patch_last_token(
     starts: Sequence[int],
     token_sets: Sequence[Sequence[Sequence[int]]],
     *,
-    single_layer: bool = False,
+    span: int | None = 1,
     batch_size: int = 32,
 ) -> Tensor:
     """Summed next-token probability of each token set after patching, per prompt and start.
@@ -34,7 +38,8 @@ def patch_last_token(
     ``sources [n, L+1, d]`` are the states written into prompt i's last token (all layers,
     as ``capture(..., layers="all", positions="last")`` returns them); ``starts`` are the
     layers the patch begins at (``L+1`` means no patch); ``token_sets[i]`` holds prompt i's
-    sets. Returns fp32 ``[n, len(starts), n_sets]``. Left padding keeps every prompt's last
+    sets; ``span`` the number of layers patched from each start (None: to the last layer).
+    Returns fp32 ``[n, len(starts), n_sets]``. Left padding keeps every prompt's last
     token at the last column, so one hook per layer serves the whole batch.
     """
     ids = hm.tokenize(prompts)
@@ -48,6 +53,8 @@ def patch_last_token(
     bad = [k for k in starts if not 0 <= k <= L + 1]
     if bad:
         raise IndexError(f"patch_last_token: starts {bad} out of range: expected 0..{L + 1} ({L + 1} = no patch)")
+    if span is not None and span < 1:
+        raise ValueError(f"patch_last_token: span={span}: expected a positive number of layers or None")
     n_sets = len(token_sets[0])
     if any(len(s) != n_sets for s in token_sets):
         raise ValueError("patch_last_token: every prompt needs the same number of token sets")
@@ -60,7 +67,7 @@ def patch_last_token(
         src = sources[[i for i, _ in chunk]]  # [b, L+1, d]
 
         def writer(j: int):
-            rows = (k_of == j) if single_layer else (k_of <= j)  # [b] items patched at layer j
+            rows = (k_of <= j) if span is None else (k_of <= j) & (j < k_of + span)  # [b] patched at layer j
             if not rows.any():
                 return None
 

@@ -43,23 +43,23 @@ def test_layer_k_is_the_output_of_block_k(hm):
     src_prompts, tgt_prompts = PROMPTS[:2], PROMPTS[2:]
     src = hm.capture(src_prompts, layers="all", positions="last")
     L = hm.n_layers
-    got = patch_last_token(hm, tgt_prompts, src, [L, L + 1], SETS[:2], single_layer=True)
+    got = patch_last_token(hm, tgt_prompts, src, [L, L + 1], SETS[:2], span=1)
     torch.testing.assert_close(got[:, 0], own_next_probs(hm, src_prompts, SETS[:2]), atol=1e-5, rtol=0)
     assert not torch.allclose(got[:, 1], got[:, 0], atol=1e-4)  # the unpatched run differs
-    # patching every layer from 0 on also ends in the source's distribution
-    got0 = patch_last_token(hm, tgt_prompts, src, [0], SETS[:2])
-    torch.testing.assert_close(got0[:, 0], own_next_probs(hm, src_prompts, SETS[:2]), atol=1e-5, rtol=0)
+    # patching every layer from k on ends in the source's distribution whatever k is
+    got0 = patch_last_token(hm, tgt_prompts, src, list(range(L + 1)), SETS[:2], span=None)
+    for j in range(L + 1):
+        torch.testing.assert_close(got0[:, j], own_next_probs(hm, src_prompts, SETS[:2]), atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("single_layer", [False, True])
-def test_batched_equals_one_by_one(hm, single_layer):
+@pytest.mark.parametrize("span", [None, 1, 2])
+def test_batched_equals_one_by_one(hm, span):
     src = hm.capture(PROMPTS[::-1], layers="all", positions="last")
     starts = list(range(hm.n_layers + 1))
-    batched = patch_last_token(hm, PROMPTS, src, starts, SETS, single_layer=single_layer, batch_size=64)
+    batched = patch_last_token(hm, PROMPTS, src, starts, SETS, span=span, batch_size=64)
     for i, p in enumerate(PROMPTS):
         for j, k in enumerate(starts):
-            one = patch_last_token(hm, [p], src[i:i + 1], [k], SETS[i:i + 1], single_layer=single_layer,
-                                   batch_size=1)
+            one = patch_last_token(hm, [p], src[i:i + 1], [k], SETS[i:i + 1], span=span, batch_size=1)
             torch.testing.assert_close(batched[i, j], one[0, 0], atol=1e-5, rtol=0)
 
 
@@ -75,6 +75,8 @@ def test_bad_inputs_name_what_was_expected(hm):
         patch_last_token(hm, PROMPTS[:2], src[:, :2], [1], SETS[:2])
     with pytest.raises(IndexError, match="out of range"):
         patch_last_token(hm, PROMPTS[:2], src, [hm.n_layers + 2], SETS[:2])
+    with pytest.raises(ValueError, match="span=0"):
+        patch_last_token(hm, PROMPTS[:2], src, [1], SETS[:2], span=0)
     with pytest.raises(ValueError, match="token-set lists"):
         patch_last_token(hm, PROMPTS[:2], src, [1], SETS[:1])
 
