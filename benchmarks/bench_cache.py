@@ -39,7 +39,7 @@ def capture_stage(hm, adapter, batch_size: int) -> list[torch.Tensor]:
 
     seen: dict = {}
     out = []
-    for pset in adapter.pairs(hm.tokenizer):
+    for pset in adapter.pairs(hm):
         for side in (pset.a, pset.b):
             out.append(capture_side(hm, side, "all", batch_size, cache=seen))
     return out
@@ -70,9 +70,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     "progress=false"])
     hm = get_model(cfg.model)
     adapter = instantiate(cfg.modality)
-    n = sum(len(s.inputs) for p in adapter.pairs(hm.tokenizer) for s in (p.a, p.b))
+    n = sum(len(s.inputs) for p in adapter.pairs(hm) for s in (p.a, p.b))
     hm.cache = None
-    first = next(iter(adapter.pairs(hm.tokenizer)))
+    first = next(iter(adapter.pairs(hm)))
     hm.capture(first.a.inputs[:4], layers="all")  # warm-up: weights paged in, kernels and tokenizer ready
     with tempfile.TemporaryDirectory() as d:
         t_plain, m_plain, _ = timed(lambda: capture_stage(hm, adapter, args.batch))

@@ -1,4 +1,4 @@
-"""Benchmark hub.compare against a straightforward per-layer numpy reference.
+"""Benchmark hub.metrics.engine against a straightforward per-layer numpy reference.
 
 Random paired states of the target size (N = 2048 pairs, 19 layers, d = 640), all default
 metrics with default CI settings. Prints best-of-3 wall times (after a warm-up) for
@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from hub.compare import METRICS, compare  # noqa: E402
+from hub.metrics import METRICS, compare  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- reference

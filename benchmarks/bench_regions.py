@@ -33,7 +33,7 @@ def main(argv: list[str]) -> None:
     tokens = int(args.get("tokens", 512))
     langs = args.get("langs", "en,zh").split(",")
     torch.set_num_threads(int(args.get("threads", torch.get_num_threads())))
-    from experiments.regions_common import split_text
+    from hub.steps.regions import split_text
     from hub.cli import DATA_DIR
     from hub.models import load_model
     from hub.perplexity import perplexities

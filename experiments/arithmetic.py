@@ -15,169 +15,18 @@ with the digits winning at the output.
 from __future__ import annotations
 
 import pandas as pd
-import torch
 from hydra.utils import instantiate
 
-from hub.errors import UserError
-from experiments.similarity import report_similarity
-from hub.compare import compare
 from hub.context import RunContext
-from hub.pairs import capture_side
-from hub.plots import layer_curves
-from hub.readings import DEFAULT_MIN_PROB, compare_curves, leads_text, min_prob_of, rule_text
-from hub.readout import lens_readout, top_tokens
+from hub.steps.lens_sets import lens_sets
+from hub.steps.similarity import paired_similarity
 
 
 def run(ctx: RunContext) -> pd.DataFrame:
-    cfg, hm = ctx.cfg, ctx.model
-    adapter = instantiate(cfg.modality)
-    sim = similarity(ctx, adapter)
-    lens = lens_task(ctx, adapter, adapter.lens_task(hm.tokenizer), task="lens c=a op", tag="arithmetic",
+    hm = ctx.model
+    adapter = instantiate(ctx.cfg.modality)
+    sim = paired_similarity(ctx, adapter, heading="Arithmetic: paired similarity per layer")
+    lens = lens_sets(ctx, adapter, adapter.lens_task(hm.tokenizer), task="lens c=a op", tag="arithmetic",
                      heading="Arithmetic: logit lens on c=a op", hub_set="en", surface_set="digits",
                      output_set="digits")
     return pd.concat([sim, lens], ignore_index=True)
-
-
-def similarity(ctx: RunContext, adapter, heading: str | None = None) -> pd.DataFrame:
-    """Comparator rows for every paired set of ``adapter``, with a report section."""
-    cfg, hm = ctx.cfg, ctx.model
-    layers = hm.check_layers(cfg.experiment.layers)
-    frames, omitted, cache = [], {}, {}
-
-    def states(side) -> torch.Tensor:  # sides shared by several sets (the expressions) are read once
-        key = (tuple(side.inputs), str(side.positions), str(side.spans))
-        if key not in cache:
-            cache[key] = capture_side(hm, side, layers, cfg.batch_size)
-        return cache[key]
-
-    for ps in adapter.pairs(hm.tokenizer):
-        x, y = states(ps.a), states(ps.b)
-        df, skipped = compare_states(ctx, x, y, layers)
-        if skipped:
-            omitted[ps.name] = skipped
-        frames.append(df.assign(**ps.ids, pair=ps.name))
-    df = ctx.add(pd.concat(frames, ignore_index=True), modality=adapter.modality)
-    report_similarity(ctx, df, adapter, heading=heading or f"{adapter.modality.capitalize()}: paired similarity "
-                                                           "per layer")
-    if omitted:
-        ctx.report.section("Layers left out of the comparison",
-                           "At these layers every item of one side has the same state (the read token is the same "
-                           "for all items, e.g. a final period at the embedding layer), so similarity is undefined: "
-                           + "; ".join(f"{k}: {layer_ranges(v)}" for k, v in omitted.items()) + ".")
-    return df
-
-
-def compare_states(ctx: RunContext, x: torch.Tensor, y: torch.Tensor, layers: list[int]
-                   ) -> tuple[pd.DataFrame, list[int]]:
-    """The shared comparator on ``x, y [n, layer, d]`` over the layers where both sides vary
-    across items; returns the rows and the layers left out (constant over items)."""
-    m = ctx.cfg.metric
-    keep = [j for j in range(len(layers)) if _varies(x[:, j]) and _varies(y[:, j])]
-    if not keep:
-        raise UserError("every layer has a constant state over items on one side; nothing to compare")
-    df = compare(x[:, keep].transpose(0, 1), y[:, keep].transpose(0, 1), metrics=tuple(m.names),
-                 k=min(int(m.k), x.shape[0] - 1), csls=bool(m.csls), csls_k=int(m.csls_k), n_boot=int(m.n_boot),
-                 ci=float(m.ci), seed=ctx.cfg.seed, clamp=m.get("clamp"), layers=[layers[j] for j in keep])
-    return df, [layers[j] for j in range(len(layers)) if j not in keep]
-
-
-def _varies(states: torch.Tensor, rel: float = 1e-5) -> bool:
-    """Do the ``[n, d]`` states differ across items (beyond float noise)?"""
-    spread = (states - states.mean(0)).norm(dim=-1).max()
-    return bool(spread > rel * states.norm(dim=-1).mean().clamp_min(1e-12))
-
-
-def lens_task(ctx: RunContext, adapter, lt, *, task: str, tag: str, heading: str, hub_set: str,
-              surface_set: str, output_set: str | None = None) -> pd.DataFrame:
-    """Logit-lens probabilities of named token sets at the last token of each prompt."""
-    cfg, hm = ctx.cfg, ctx.model
-    rows, raw = lens_readout(hm, lt.prompts, lt.token_sets, lt.set_names, layers=cfg.experiment.layers,
-                           apply_norm=cfg.lens_norm, batch_size=cfg.batch_size, progress=cfg.progress,
-                           energy=bool(cfg.experiment.get("energy", False)))
-    df = ctx.add(rows.rename(columns={"lang": "set"}).assign(lang=lambda d: d["set"]), task=task,
-                 modality=adapter.modality)
-    probs = df[df["metric"] == "lang_prob"]
-    fig = layer_curves(probs, ctx.out / f"lens_{tag}.png", group="set", baseline_col=None, title=task,
-                       ylabel="lens probability", ylim=(0, 1))
-    example = lt.prompts[0].replace("\n", "\n    ")
-    text = (f"{len(lt.prompts)} prompts; dropped {dict(lt.drops) or 'none'}. Lens final norm: "
-            f"{'on' if cfg.lens_norm else 'off'}. Example prompt:\n\n    {example}\n\n"
-            + set_reading(df, lt.set_names, hub_set, surface_set, output_set, min_prob_of(cfg))
-            + group_table(lt, raw))
-    top = top_tokens(hm, lt.prompts[0], k=3, apply_norm=cfg.lens_norm)
-    ctx.report.section(heading, text + f"\n\nTop lens tokens per layer for the example prompt ({lt.items[0]}):",
-                       figures=[fig], table=top)
-    return df
-
-
-def layer_ranges(layers: list[int]) -> str:
-    """``[1, 2, 3, 7]`` -> ``"1–3, 7"``."""
-    if not layers:
-        return "none"
-    out, start = [], layers[0]
-    for prev, k in zip(layers, layers[1:] + [None]):
-        if k != prev + 1:
-            out.append(f"{start}" if start == prev else f"{start}–{prev}")
-            start = k
-    return ", ".join(out)
-
-
-def group_table(lt, raw: dict) -> str:
-    """Per prompt group (e.g. operator): mean last-layer probability of each set, and the peak
-    over layers of the per-layer mean, as a markdown table ('' without groups)."""
-    if not lt.groups:
-        return ""
-    sp = raw["set_prob"]  # [n, layer, sets]
-    lines = ["| group | n | " + " | ".join(f"{s} last (peak)" for s in lt.set_names) + " |",
-             "|---|---|" + "---|" * len(lt.set_names)]
-    for g in sorted(set(lt.groups)):
-        idx = [i for i, x in enumerate(lt.groups) if x == g]
-        m = sp[idx].mean(0)  # [layer, sets]
-        cells = [f"{_p(float(m[-1, j]))} ({_p(float(m[:, j].max()))})" for j in range(len(lt.set_names))]
-        lines.append(f"| {g} | {len(idx)} | " + " | ".join(cells) + " |")
-    return "\n\nBy group (mean lens probability at the last layer, and its peak over layers):\n\n" + "\n".join(lines)
-
-
-def _p(v: float) -> str:
-    return f"{v:.3f}" if v >= 0.001 or v == 0 else f"{v:.1e}"
-
-
-def set_reading(df: pd.DataFrame, names: list[str], hub_set: str, surface_set: str,
-                output_set: str | None = None, min_prob: float = DEFAULT_MIN_PROB) -> str:
-    """Peak and last-layer probability per set; the layers each set leads; where the hub set
-    beats the surface set with separated 95% intervals; and, when the prompt's answer is a
-    set (``output_set``), whether that set wins at the last layer. Every layer count follows
-    the materiality rule of hub.readings: a lead counts only where the leading probability
-    is >= ``min_prob`` (leading a layer at 1e-5 is not a readout)."""
-    p = df[df["metric"] == "lang_prob"].pivot_table(index="layer", columns="set", values=["value", "ci_low", "ci_high"])
-    v = p["value"]
-    last = int(v.index.max())
-    lines = ["| set | peak (layer) | last layer | layers where it leads (prob ≥ " + _p(min_prob) + ") |",
-             "|---|---|---|---|"]
-    leader = v[names].idxmax(axis=1)
-    for n in names:
-        lead = [int(k) for k in v.index if leader[k] == n and v.loc[k, n] >= min_prob]
-        lines.append(f"| {n} | {_p(v[n].max())} ({int(v[n].idxmax())}) | {_p(v.loc[last, n])} | {layer_ranges(lead)} |")
-    sets = {n: p.xs(n, axis=1, level="set") for n in names}
-    hs = compare_curves(sets[hub_set], sets[surface_set], min_prob)
-    others = [n for n in names if n not in (hub_set, surface_set)]
-    beats = [set(compare_curves(sets[hub_set], sets[o], min_prob).a) for o in others]
-    hub_over_all = [k for k in hs.a if all(k in b for b in beats)]
-    s = (leads_text(hs, f"p({hub_set})", f"p({surface_set})") + f" Material layers where {hub_set} also beats "
-         f"every other set ({', '.join(others) or 'none'}): {layer_ranges(hub_over_all)}.")
-    hub_peak = float(v[hub_set].max())
-    if hub_peak < min_prob:
-        s += (f" p({hub_set}) never reaches {_p(min_prob)} (peak {_p(hub_peak)}, layer {int(v[hub_set].idxmax())}): "
-              f"the lens puts negligible mass on {hub_set} at any layer, so there is no {hub_set} readout here.")
-    if output_set is not None:
-        mid = [k for k in hub_over_all if 0 < k < last]
-        out_wins = all(p["ci_low"].loc[last, output_set] > p["ci_high"].loc[last, o] for o in names if o != output_set)
-        if mid and out_wins:
-            s += f" This is the hub pattern: {hub_set} leads intermediate layers, {output_set} wins at the output."
-        elif out_wins:
-            s += (f" {output_set} wins at the output (p = {_p(v.loc[last, output_set])}), but {hub_set} never "
-                  f"leads an intermediate layer with p ≥ {_p(min_prob)}: no hub pattern on this model.")
-        else:
-            s += (f" {output_set} (the answer's written form) does not clearly win at the output on this model: "
-                  "no hub pattern.")
-    return "\n".join(lines) + "\n\n" + s + " " + rule_text(min_prob)

@@ -17,10 +17,10 @@ from __future__ import annotations
 import pandas as pd
 from hydra.utils import instantiate
 
-from hub.errors import UserError
-from experiments.whisper_common import compare_states
 from hub.context import RunContext
 from hub.describe import similarity_reading
+from hub.errors import UserError
+from hub.pairs import compare_states
 from hub.plots import layer_curves
 
 TOWER_METRICS = ("cka", "cka_debiased", "mknn")

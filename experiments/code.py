@@ -19,21 +19,22 @@ from __future__ import annotations
 import pandas as pd
 from hydra.utils import instantiate
 
-from experiments.arithmetic import lens_task, similarity
 from hub.context import RunContext
+from hub.steps.lens_sets import lens_sets
+from hub.steps.similarity import paired_similarity
 
 
 def run(ctx: RunContext) -> pd.DataFrame:
     hm = ctx.model
     adapter = instantiate(ctx.cfg.modality)
-    sim = similarity(ctx, adapter, heading="Code: code vs description, per layer")
+    sim = paired_similarity(ctx, adapter, heading="Code: code vs description, per layer")
     bad = adapter.unparsable
     ctx.report.section("Code: functions that do not parse",
                        f"{len(bad)} function(s) left out because ast.parse rejects them"
                        + (":\n\n" + "\n".join(f"- {b}" for b in bad) if bad else "."))
-    commas = lens_task(ctx, adapter, adapter.comma_task(hm.tokenizer), task="lens list comma", tag="code_commas",
+    commas = lens_sets(ctx, adapter, adapter.comma_task(hm.tokenizer), task="lens list comma", tag="code_commas",
                        heading="Code: logit lens at list commas", hub_set="and", surface_set="or")
-    args = lens_task(ctx, adapter, adapter.argument_task(hm.tokenizer), task="lens call argument",
+    args = lens_sets(ctx, adapter, adapter.argument_task(hm.tokenizer), task="lens call argument",
                      tag="code_arguments", heading="Code: logit lens at call arguments", hub_set="parameter",
                      surface_set="argument")
     return pd.concat([sim, commas, args], ignore_index=True)

@@ -27,11 +27,11 @@ from hydra.utils import instantiate
 from hub.context import RunContext
 from hub.errors import UserError
 from hub.lens import LogitLens
+from hub.lens.tokensets import token_set
 from hub.plots import layer_curves
 from hub.readings import compare_curves, leads_text, min_prob_of, rule_text
-from hub.readout import mean_ci
-from hub.tokensets import token_set
 from hub.models.vlm import MultimodalHubModel
+from hub.stats import mean_ci
 from modalities.synthetic_images import ImageItem
 
 

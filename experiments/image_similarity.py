@@ -15,27 +15,10 @@ from __future__ import annotations
 import pandas as pd
 from hydra.utils import instantiate
 
-from hub.errors import UserError
-from experiments.similarity import report_similarity
-from experiments.whisper_common import compare_states
 from hub.context import RunContext
-from hub.pairs import capture_side
+from hub.steps.similarity import paired_similarity
 
 
 def run(ctx: RunContext) -> pd.DataFrame:
-    cfg = ctx.cfg
-    hm = ctx.model
-    adapter = instantiate(cfg.modality)
-    layers = hm.check_layers(cfg.experiment.layers)
-    captured: dict[int, object] = {}  # id(side) -> [n, layer, d]; the adapter reuses the image side
-    frames = []
-    for pset in adapter.pairs(hm):
-        a, b = (captured.setdefault(id(side), capture_side(hm, side, layers, cfg.batch_size))
-                for side in (pset.a, pset.b))
-        df = compare_states(a, b, cfg.metric, layers, seed=cfg.seed)
-        frames.append(df.assign(pair=pset.name, **pset.ids))
-    if not frames:
-        raise UserError(f"{adapter.describe()} yielded no image-caption pairs; check the modality config")
-    df = ctx.add(pd.concat(frames, ignore_index=True), modality=adapter.modality)
-    report_similarity(ctx, df, adapter, heading=f"{adapter.modality.capitalize()} vs text, per layer")
-    return df
+    adapter = instantiate(ctx.cfg.modality)
+    return paired_similarity(ctx, adapter, heading=f"{adapter.modality.capitalize()} vs text, per layer")

@@ -21,10 +21,10 @@ import time
 import numpy as np
 import pandas as pd
 
-from experiments.regions_common import eval_rows, get_regions, load_splits, wants_mono
 from hub.context import RunContext
 from hub.plots import save_fig
 from hub.regions import MONO_PREFIX, NONE, ablate
+from hub.steps.regions import eval_rows, get_regions, load_splits, wants_mono
 
 
 def run(ctx: RunContext) -> pd.DataFrame:

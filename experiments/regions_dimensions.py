@@ -20,11 +20,11 @@ import random
 import numpy as np
 import pandas as pd
 
-from hub.errors import UserError
-from experiments.regions_common import eval_rows, get_regions, load_splits, wants_mono
 from hub.context import RunContext
+from hub.errors import UserError
 from hub.plots import line_styles, save_fig
 from hub.regions import NONE, dimension_mask, edit, outlier_dimensions, scale_by
+from hub.steps.regions import eval_rows, get_regions, load_splits, wants_mono
 
 
 def pick_controls(score, exclude: list[int], n: int, seed: int) -> list[int]:

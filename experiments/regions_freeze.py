@@ -24,12 +24,12 @@ import time
 import numpy as np
 import pandas as pd
 
-from hub.errors import UserError
-from experiments.regions_common import eval_rows, get_regions, load_splits, wants_mono
 from hub.context import RunContext
+from hub.errors import UserError
 from hub.perplexity import token_windows
 from hub.plots import line_styles, save_fig
 from hub.regions import NONE, continue_pretraining, restoring, select_parameters
+from hub.steps.regions import eval_rows, get_regions, load_splits, wants_mono
 
 
 def run(ctx: RunContext) -> pd.DataFrame:

@@ -21,12 +21,11 @@ import torch
 from hub.context import RunContext
 from hub.errors import UserError, UserFileError
 from hub.lens import LogitLens
+from hub.lens.tokensets import lens_drop_reason, token_set
 from hub.plots import layer_curves
 from hub.readings import compare_curves, curve, layer_ranges, min_prob_of, rule_text
-from hub.readout import mean_ci
-from hub.tokensets import token_set
+from hub.stats import mean_ci
 from modalities.dictionary import glossed_words, load_cedict, load_freedict, load_tsv
-from modalities.text import _drop_reason
 
 UNSPACED = {"zh", "ja", "th"}
 
@@ -117,7 +116,7 @@ def run(ctx: RunContext) -> pd.DataFrame:
         for p, (text, words) in enumerate(paras):
             for pos, surface, english in word_positions(hm.tokenizer, text, words, drops):
                 ts, es = token_set(hm.tokenizer, surface), token_set(hm.tokenizer, english)
-                reason = _drop_reason(surface, english, ts, es)
+                reason = lens_drop_reason(surface, english, ts, es)
                 if reason:
                     drops[reason] += 1
                     continue

@@ -22,13 +22,13 @@ import pandas as pd
 import torch
 from hydra.utils import instantiate
 
-from experiments.arithmetic import compare_states, layer_ranges
-from experiments.similarity import report_similarity
 from hub.context import RunContext
-from hub.pairs import capture_side
+from hub.pairs import capture_side, compare_states
 from hub.plots import layer_curves
+from hub.readings import layer_ranges
+from hub.stats import bootstrap_mean_ci, wilson
+from hub.steps.similarity import report_similarity
 from modalities.semantics import VARIANTS
-from modalities.wic import wilson
 
 
 def run(ctx: RunContext) -> pd.DataFrame:
@@ -38,10 +38,11 @@ def run(ctx: RunContext) -> pd.DataFrame:
     frames, omitted = [], {}
     for pos in cfg.experiment.positions:
         adapter.positions = pos
-        sets = {ps.ids["lang"]: ps for ps in adapter.pairs(hm.tokenizer)}
+        sets = {ps.ids["lang"]: ps for ps in adapter.pairs(hm)}
         s = capture_side(hm, sets["paired"].a, layers, cfg.batch_size)  # [n, layer, d]
         forms = {v: capture_side(hm, ps.b, layers, cfg.batch_size) for v, ps in sets.items()}
-        comp, skipped = compare_states(ctx, s, forms["paired"], layers)
+        comp = compare_states(s, forms["paired"], cfg.metric, layers, seed=cfg.seed, where=f"sentence-lf ({pos})")
+        skipped = comp.attrs["constant_layers"]
         if skipped:
             omitted[pos] = skipped
         frames.append(comp.assign(task="sentence-lf", lang=pos, positions=pos, pair=f"sentence-lf ({pos})"))
@@ -69,26 +70,24 @@ def hard_baseline_rows(s: torch.Tensor, forms: dict[str, torch.Tensor], layers: 
     """Per layer and contrast (see CONTRASTS): mean of d_i = cos(s_i, A_i) - cos(s_i, B_i)
     (bootstrap CI) and the fraction of items with d_i > 0 (Wilson CI; ties count half), raw
     and centred. Layers in ``skip`` (a side constant over items) are left out."""
-    rng = np.random.default_rng(seed)
     n = s.shape[0]
-    boot = rng.integers(0, n, size=(max(n_boot, 1), n))
     pooled = torch.cat(list(forms.values())).mean(0)  # [layer, d]
     rows = []
     for center in (False, True):
         ss = s - s.mean(0) if center else s
         cos = {v: _cos(ss, (f - pooled) if center else f) for v, f in forms.items()}  # [n, layer]
         for contrast, (win, lose) in CONTRASTS.items():
-            d = cos[win] - cos[lose]
-            means = d[boot].mean(1)  # [boot, layer]
+            d = cos[win] - cos[lose]  # [n, layer]
+            mean, low, high = bootstrap_mean_ci(d, 0.95, max(n_boot, 1), seed)  # [layer] each
             wins = (d > 0).sum(0) + 0.5 * (d == 0).sum(0)
             for j, k in enumerate(layers):
                 if k in skip:
                     continue
-                lo, hi = np.percentile(means[:, j], [2.5, 97.5])
+                lo, hi = float(low[j]), float(high[j])
                 base = dict(layer=k, lang=contrast, contrast=contrast, positions=pos, centered=center, n=n,
                             task="sentence-lf vs altered lf")
                 suffix = "_centered" if center else ""
-                rows.append({**base, "metric": "cos_difference" + suffix, "value": float(d[:, j].mean()),
+                rows.append({**base, "metric": "cos_difference" + suffix, "value": float(mean[j]),
                              "baseline": 0.0, "ci_low": lo, "ci_high": hi})
                 wlo, whi = wilson(round(float(wins[j])), n)
                 rows.append({**base, "metric": "prefer_first" + suffix, "value": float(wins[j] / n),

@@ -20,13 +20,13 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from hub.errors import UserError
-from experiments.steer_common import (any_effect, best_cell, describe_cell, effect_figure, resolve_layers,
-                                      summarise)
 from hub.context import RunContext
+from hub.errors import UserError
 from hub.intervene import Intervention, next_token_logprobs_with, token_id
 from hub.models import HubModel
 from hub.results import atomic_write_text
+from hub.steps.steering import (any_effect, best_cell, describe_cell, effect_figure, resolve_layers,
+                                summarise)
 from modalities.numbers import number_word
 
 

@@ -19,12 +19,12 @@ from __future__ import annotations
 import pandas as pd
 from tqdm.auto import tqdm
 
-from hub.errors import UserError
-from experiments.steer_common import (any_effect, best_cell, describe_cell, effect_figure, resolve_layers,
-                                      summarise)
 from hub.context import RunContext
+from hub.errors import UserError
 from hub.intervene import (Intervention, generate_with, mean_state_norm, next_token_logprobs_with, token_id,
                            unembedding_direction)
+from hub.steps.steering import (any_effect, best_cell, describe_cell, effect_figure, resolve_layers,
+                                summarise)
 
 
 def call_arguments(continuation: str) -> list[str] | None:

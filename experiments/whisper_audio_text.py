@@ -22,16 +22,18 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from experiments import whisper_common as wc
 from hub.context import RunContext
 from hub.describe import similarity_reading
+from hub.layers import select_layers
+from hub.pairs import compare_states
 from hub.plots import layer_curves
+from modalities import speech as wc
 
 
 def run(ctx: RunContext) -> pd.DataFrame:
     cfg = ctx.cfg
     wh, sp = wc.model(ctx), wc.speech(ctx)
-    layers = wc.layers_of(cfg.experiment.layers, wh.n_layers)
+    layers = select_layers(cfg.experiment.layers, wh.n_layers, wh.name)
     silent = wc.silence(wh)
     text_state, audio_state, both_state = {}, {}, {}
     for lang in sp.adapter.languages:
@@ -51,7 +53,7 @@ def run(ctx: RunContext) -> pd.DataFrame:
         if lang != "en" and "en" in text_state:
             sets.append(("audio vs English text", audio_state[lang], text_state["en"], "en"))
         for task, x, y, tgt in sets:
-            df = wc.compare_states(x, y, cfg.metric, layers, seed=cfg.seed)  # drops constant layers
+            df = compare_states(x, y, cfg.metric, layers, seed=cfg.seed)  # drops constant layers
             frames.append(df.assign(task=task, lang=lang, src=lang, tgt=tgt))
     df = ctx.add(pd.concat(frames, ignore_index=True), modality="audio")
     report(ctx, df, len(sp.ids))

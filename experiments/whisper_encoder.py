@@ -26,16 +26,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-from experiments import whisper_common as wc
 from hub.context import RunContext
 from hub.describe import similarity_reading
+from hub.layers import select_layers
+from hub.pairs import compare_states
 from hub.plots import layer_curves
+from modalities import speech as wc
 
 
 def run(ctx: RunContext) -> pd.DataFrame:
     cfg = ctx.cfg
     wh, sp = wc.model(ctx), wc.speech(ctx)
-    layers = wc.layers_of(cfg.experiment.layers, wh.n_encoder_layers)
+    layers = select_layers(cfg.experiment.layers, wh.n_encoder_layers, f"{wh.name} encoder")
     langs = sp.adapter.languages
     means = {lang: wc.encode(ctx, wh, sp, lang)[1][:, layers] for lang in langs}  # [n, layer, d]
     if cfg.experiment.get("pairs", "to_english") == "all":
@@ -44,9 +46,9 @@ def run(ctx: RunContext) -> pd.DataFrame:
         pairs = [(lang, "en") for lang in langs if lang != "en"]
     frames, dur = [], {lang: np.array([len(w) / 16000 for w in sp.waves(lang)]) for lang in langs}
     for a, b in pairs:
-        df = wc.compare_states(means[a], means[b], cfg.metric, layers, seed=cfg.seed)
+        df = compare_states(means[a], means[b], cfg.metric, layers, seed=cfg.seed)
         frames.append(df.assign(lang=a, src=a, tgt=b, pair=f"{a}-{b}", task="whisper_encoder"))
-        ctrl = wc.compare_states(position_mean(wh, dur[a]), position_mean(wh, dur[b]), cfg.metric, [0], seed=cfg.seed)
+        ctrl = compare_states(position_mean(wh, dur[a]), position_mean(wh, dur[b]), cfg.metric, [0], seed=cfg.seed)
         frames.append(ctrl.assign(lang=a, src=a, tgt=b, pair=f"{a}-{b}", task="duration_control"))
     df = ctx.add(pd.concat(frames, ignore_index=True), modality="audio")
     corr = {f"{a}-{b}": float(np.corrcoef(dur[a], dur[b])[0, 1]) for a, b in pairs}

@@ -21,16 +21,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from experiments import whisper_common as wc
 from hub.context import RunContext
 from hub.describe import latent_reading
 from hub.errors import UserError
+from hub.layers import select_layers
 from hub.lens import LogitLens
+from hub.lens.tokensets import token_set
 from hub.plots import layer_curves
 from hub.readings import min_prob_of, rule_text
-from hub.readout import mean_ci
-from hub.tokensets import token_set
 from hub.models.whisper import WhisperHub
+from hub.stats import mean_ci
+from modalities import speech as wc
 from modalities.audio import find_words, lexicon
 
 
@@ -80,7 +81,7 @@ def slots_for(wh: WhisperHub, texts: list[str], lang: str, drops: dict) -> tuple
 def run(ctx: RunContext) -> pd.DataFrame:
     cfg = ctx.cfg
     wh, sp = wc.model(ctx), wc.speech(ctx)
-    layers = wc.layers_of(cfg.experiment.layers, wh.n_layers)
+    layers = select_layers(cfg.experiment.layers, wh.n_layers, wh.name)
     lens = LogitLens(wh, apply_norm=cfg.lens_norm)
     conditions = list(cfg.experiment.get("conditions", ["speech", "silence"]))
     frames, drops, examples = [], {}, []

@@ -24,11 +24,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from experiments.arithmetic import layer_ranges
 from hub.context import RunContext
 from hub.errors import UserError
 from hub.plots import layer_curves
-from modalities.wic import DATA as WIC_DATA, WicProbe, auc, best_threshold, load_wic, read_graded, spearman_ci, wilson
+from hub.probe import PairProbe, best_threshold
+from hub.readings import layer_ranges
+from hub.stats import auc, bootstrap_indices, spearman_ci, wilson
+from modalities.wic import DATA as WIC_DATA
+from modalities.wic import load_wic, mode_sides, read_graded
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +51,9 @@ def run(ctx: RunContext) -> pd.DataFrame:
                      + f" pairs; threshold on {thr_split}, accuracy on {eval_split}; dropped "
                      f"{dict(ws.drops) or 'none'}; notes {dict(ws.notes) or 'none'}.")
         for mode in w.modes:
-            probe = WicProbe(hm, mode, layers, w.normalize, w.template, cfg.batch_size)
-            vecs = {split: probe.vectors(items) for split, items in ws.splits.items()}
+            probe = PairProbe(hm, layers, w.normalize, cfg.batch_size)
+            vecs = {split: probe.vectors(mode_sides(hm.tokenizer, items, mode, w.template))
+                    for split, items in ws.splits.items()}
             probe.fit(vecs["train"])
             train_vecs[(name, mode)] = vecs["train"]
             cos = {split: probe.cosines(v) for split, v in vecs.items()}
@@ -108,8 +112,7 @@ def protocol(ws) -> tuple[str, str]:
 def evaluate(cos_thr: np.ndarray, y_thr: np.ndarray, cos_eval: np.ndarray, y_eval: np.ndarray, layers: list[int],
              seed: int, n_boot: int = 200) -> pd.DataFrame:
     """Per layer: threshold from one split, accuracy (Wilson CI) and AUC (bootstrap CI) on the other."""
-    rng = np.random.default_rng(seed)
-    boot = rng.integers(0, len(y_eval), size=(n_boot, len(y_eval)))
+    boot = bootstrap_indices(len(y_eval), n_boot, seed)
     majority = max(y_eval.mean(), 1 - y_eval.mean())
     rows = []
     for j, k in enumerate(layers):
@@ -140,14 +143,14 @@ def graded(ctx: RunContext, g, layers: list[int], train_vecs: dict) -> tuple[pd.
     scores = np.array([it.score for it in items])
     frames = []
     for mode in cfg.wic.modes:
-        probe = WicProbe(hm, mode, layers, cfg.wic.normalize, cfg.wic.template, cfg.batch_size)
+        probe = PairProbe(hm, layers, cfg.wic.normalize, cfg.batch_size)
         fit_on = g.get("fit_on")
         if cfg.wic.normalize != "none":
             if (fit_on, mode) not in train_vecs:
                 raise UserError(f"graded file {g.path}: fit_on={fit_on!r} must name a WiC set in wic.sets "
                                  f"(its training split fits the anisotropy correction)")
             probe.fit(train_vecs[(fit_on, mode)])
-        cos = probe.cosines(probe.vectors(items))
+        cos = probe.cosines(probe.vectors(mode_sides(hm.tokenizer, items, mode, cfg.wic.template)))
         rows = []
         for j, k in enumerate(layers):
             if np.ptp(cos[:, j]) < 1e-6:  # the same token read for every item (prompt mode, layer 0)

@@ -73,16 +73,21 @@ def run_job(cfg: DictConfig, out: str | Path) -> Path:
     from hub.context import RunContext
 
     script = cfg.experiment.script
-    try:
-        module = importlib.import_module(script)
-    except ModuleNotFoundError as e:
-        raise UserError(f"experiment.script={script!r} cannot be imported ({e}); "
-                        f"expected a module such as experiments.crosslingual") from e
-    if not hasattr(module, "run"):
-        raise UserError(f"experiment module {script!r} has no run(ctx) function")
+    scripts = [script] if isinstance(script, str) else list(script)  # a list runs in one job, in order
+    modules = []
+    for name in scripts:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            raise UserError(f"experiment.script={name!r} cannot be imported ({e}); "
+                            f"expected a module such as experiments.crosslingual") from e
+        if not hasattr(module, "run"):
+            raise UserError(f"experiment module {name!r} has no run(ctx) function")
+        modules.append(module)
     ctx = RunContext(cfg, Path(out))
     t0 = time.time()
-    module.run(ctx)
+    for module in modules:
+        module.run(ctx)
     report = ctx.finish()
     n = len(ctx.results())
     cache = f", activation cache {ctx.cache.stats}" if ctx.cache is not None else ""

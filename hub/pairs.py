@@ -1,4 +1,10 @@
-"""Capture both sides of an adapter's paired set and compare them per layer."""
+"""The one paired-comparison path: capture → compare → drop constant layers → ``n_distinct``.
+
+Every similarity experiment (text, arithmetic, code, semantics, image, audio, CLIP towers,
+Whisper encoder and decoder) goes through :func:`compare_states` (states it captured itself)
+or :func:`compare_paired` (an adapter's :class:`~hub.contract.PairedSet`), so every
+results.csv has the same columns and one test decides what a constant layer is.
+"""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -7,15 +13,15 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from hub.compare import compare
+from hub.contract import PairedSet, Side
 from hub.errors import UserError
+from hub.metrics import compare
 from hub.models import HubModel
-from modalities.base import PairedSet, Side
 
 
-def _side_key(side: Side, layers) -> tuple | None:
-    if side.extra is not None:
-        return None
+def _side_key(side: Side, layers) -> tuple:
+    if side.extra is not None:  # per-item tensors: the same Side object, kept alive by the cache entry
+        return ("object", id(side), repr(layers))
     pos = side.positions if isinstance(side.positions, str) else repr(side.positions)
     return (tuple(map(str, side.inputs)), pos, repr(side.spans), repr(layers))
 
@@ -25,11 +31,12 @@ def capture_side(hm: HubModel, side: Side, layers: Sequence[int] | str = "all", 
     """States of one side at its positions: ``[n, layer, d]`` (index positions are averaged).
 
     ``cache`` (a dict kept by the caller) reuses states of a side seen before in the same run,
-    e.g. the English side that every language is compared with.
+    e.g. the English side that every language is compared with, or the image side that every
+    caption language is compared with.
     """
     key = _side_key(side, layers) if cache is not None else None
     if key is not None and key in cache:
-        return cache[key]
+        return cache[key][0]
     st = hm.capture(side.inputs, layers=layers, positions=side.positions, spans=side.spans,
                     extra=side.extra, batch_size=batch_size, progress=progress)
     if isinstance(st, list):
@@ -37,34 +44,49 @@ def capture_side(hm: HubModel, side: Side, layers: Sequence[int] | str = "all", 
                          "indices for paired comparison")
     st = st.mean(2) if st.dim() == 4 else st
     if key is not None:
-        cache[key] = st
+        cache[key] = (st, side)
     return st
+
+
+def compare_states(x: Tensor, y: Tensor, metric: Mapping, layers: Sequence[int], seed: int = 0,
+                   where: str = "paired states") -> pd.DataFrame:
+    """Comparator rows for paired states ``x, y: [n, layer, d]`` whose axis 1 is ``layers``.
+
+    A layer where one side is the same state for every item (e.g. layer 0 at a shared final
+    "." token, or a class token before any mixing) has no defined CKA or retrieval: it is left
+    out, never NaN, and listed in ``df.attrs["constant_layers"]``. ``n_distinct`` is the
+    number of different states a layer holds on its fewer side: few means the read token is
+    the same for many items, and the scores there say which items share it, not what they
+    mean (the report leaves such layers out of its peaks).
+    """
+    layers = list(layers)
+    if x.shape[:2] != y.shape[:2] or x.shape[1] != len(layers):
+        raise ValueError(f"{where}: states {tuple(x.shape)} and {tuple(y.shape)} must be [n, layer, d] with "
+                         f"the same n and one layer per label in {layers}")
+    n = x.shape[0]
+    k = min(int(metric["k"]), n - 1)  # mutual k-NN needs k < n; small sets use n - 1
+    keep = [j for j in range(len(layers)) if varies(x[:, j]) and varies(y[:, j])]
+    if not keep:
+        raise UserError(f"{where}: at every layer one side has the same state for all items; nothing to compare "
+                         "(read other positions, e.g. positions=mean)")
+    df = compare(x[:, keep].transpose(0, 1).float(), y[:, keep].transpose(0, 1).float(),
+                 metrics=tuple(metric["names"]), k=k, csls=bool(metric["csls"]), csls_k=int(metric["csls_k"]),
+                 n_boot=int(metric["n_boot"]), ci=float(metric["ci"]), seed=seed, clamp=metric.get("clamp"),
+                 layers=[layers[j] for j in keep])
+    df.attrs["constant_layers"] = [layers[j] for j in range(len(layers)) if j not in keep]
+    distinct = {layers[j]: min(n_distinct(x[:, j]), n_distinct(y[:, j])) for j in keep}
+    df["n_distinct"] = df["layer"].map(distinct)
+    return df
 
 
 def compare_paired(hm: HubModel, pset: PairedSet, metric: Mapping, layers: Sequence[int] | str = "all",
                    batch_size: int = 16, seed: int = 0, progress: bool = False, cache: dict | None = None
                    ) -> pd.DataFrame:
-    """Per-layer comparator rows for one paired set, with its identifying columns."""
+    """Capture both sides of ``pset`` and compare them per layer; rows carry ``pset.ids`` and ``pair``."""
     layer_list = hm.check_layers(layers)
     x = capture_side(hm, pset.a, layer_list, batch_size, progress, cache)
     y = capture_side(hm, pset.b, layer_list, batch_size, progress, cache)
-    n = x.shape[0]
-    k = min(int(metric["k"]), n - 1)  # mutual k-NN needs k < n; small sets use n - 1
-    # a layer where one side is the same state for every item (e.g. layer 0 at a shared final
-    # "." token) has no defined CKA or retrieval: it is left out and reported, never NaN
-    keep = [j for j in range(len(layer_list)) if varies(x[:, j]) and varies(y[:, j])]
-    if not keep:
-        raise UserError(f"paired set {pset.name!r}: at every layer one side has the same state for all items; "
-                         "nothing to compare (read other positions, e.g. positions=mean)")
-    df = compare(x[:, keep].transpose(0, 1), y[:, keep].transpose(0, 1), metrics=tuple(metric["names"]), k=k,
-                 csls=bool(metric["csls"]), csls_k=int(metric["csls_k"]), n_boot=int(metric["n_boot"]),
-                 ci=float(metric["ci"]), seed=seed, clamp=metric.get("clamp"), layers=[layer_list[j] for j in keep])
-    df.attrs["constant_layers"] = [layer_list[j] for j in range(len(layer_list)) if j not in keep]
-    # how many different states each layer holds (the fewer side): few means the read token is
-    # the same for many items (e.g. a final "." at layer 0), and the scores there say which items
-    # share it, not what they mean; the report leaves such layers out of its peaks
-    distinct = {layer_list[j]: min(n_distinct(x[:, j]), n_distinct(y[:, j])) for j in keep}
-    df["n_distinct"] = df["layer"].map(distinct)
+    df = compare_states(x, y, metric, layer_list, seed=seed, where=f"paired set {pset.name!r}")
     for key, value in pset.ids.items():
         df[key] = value
     df["pair"] = pset.name
@@ -78,5 +100,6 @@ def n_distinct(states: Tensor) -> int:
 
 def varies(states: Tensor, rel: float = 1e-5) -> bool:
     """Do the ``[n, d]`` states differ across items (beyond float noise)?"""
+    states = states.float()
     spread = (states - states.mean(0)).norm(dim=-1).max()
     return bool(spread > rel * states.norm(dim=-1).mean().clamp_min(1e-12))

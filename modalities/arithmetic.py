@@ -24,12 +24,13 @@ import random
 import re
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from hub.contract import LensPrompts, PairedSet, Side
 from hub.errors import UserError, UserFileError
-from hub.tokensets import token_set
-from modalities.base import Adapter, PairedSet, Side, check_min_pairs, register_adapter
+from hub.lens.tokensets import token_set
+from modalities.base import Adapter, check_min_pairs, register_adapter
 from modalities.numbers import LANGUAGES, MAX_NUMBER, spell_expression, number_word
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,7 @@ def first_tokens(tokenizer, word: str) -> frozenset[int]:
 
     The unspaced form's first token is kept only when it is the whole word: tokenizers split
     an unspaced ``drei`` into ``d`` + ``rei``, and a bare ``d`` says nothing about the word.
-    Always a subset of :func:`hub.tokensets.token_set` (which adds every prefix token).
+    Always a subset of :func:`hub.lens.tokensets.token_set` (which adds every prefix token).
     """
     word = word.strip()
     if not word:
@@ -175,18 +176,6 @@ def exclusive_sets(tokenizer, words: Mapping[str, str], kind: str = "first"
             why = f"token set of {name} coincides with {'/'.join(others)}" if others else f"empty token set: {name}"
             return None, why
     return out, None
-
-
-@dataclass
-class LensItems:
-    """Prompts, and per prompt one token set per name in ``set_names``."""
-
-    prompts: list[str]
-    token_sets: list[list[frozenset[int]]]
-    set_names: list[str]
-    items: list[str]
-    drops: Counter = field(default_factory=Counter)
-    groups: list[str] | None = None  # optional per-prompt group (e.g. the operator), for breakdowns
 
 
 # ------------------------------------------------------------------------ adapter
@@ -227,7 +216,7 @@ class ArithmeticAdapter(Adapter):
         return generate_expressions(self.n_items, self.ops, self.max_operand, self.seed)
 
     # ------------------------------------------------------------ similarity
-    def pairs(self, tokenizer=None) -> Iterator[PairedSet]:
+    def pairs(self, model=None) -> Iterator[PairedSet]:
         """Per language: the expression (symbols) against its words."""
         exprs = self.expressions()
         sym = [self.template.format(x=e.symbols(self.expression_format)) for e in exprs]
@@ -259,7 +248,7 @@ class ArithmeticAdapter(Adapter):
                         pool.append(e)
         return sorted(set(pool), key=lambda e: (e.op, e.a, e.b))
 
-    def lens_task(self, tokenizer) -> LensItems:
+    def lens_task(self, tokenizer) -> LensPrompts:
         """Prompts ``c=a op`` (answer b) after ``n_shots`` solved examples; token sets of b as a
         digit string and as a number word in each of ``lens_languages``."""
         rng = random.Random(self.seed)
@@ -282,4 +271,4 @@ class ArithmeticAdapter(Adapter):
             ops.append(e.op)
         self.drops.update({f"lens: {k}": v for k, v in drops.items()})
         check_min_pairs(len(prompts), f"arithmetic lens prompts after dropping {dict(drops)}")
-        return LensItems(prompts, sets, names, ids, drops, groups=ops)
+        return LensPrompts(prompts, sets, names, ids, drops, groups=ops, ids={"task": "lens c=a op"})

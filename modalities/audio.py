@@ -39,8 +39,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from hub.contract import PairedSet, Side
 from hub.errors import UserError, UserFileError
-from modalities.base import Adapter, PairedSet, Side, check_min_pairs, register_adapter
+from modalities.base import Adapter, check_min_pairs, register_adapter
 
 SAMPLE_RATE = 16_000
 SPEECH_DIR = Path(__file__).parent / "data" / "speech"
@@ -288,7 +289,6 @@ class AudioAdapter(Adapter):
     """
 
     modality = "audio"
-    needs_model = True  # pairs() takes the MultimodalHubModel (its processor encodes the clips)
 
     def __init__(self, folder: str | Path = SPEECH_DIR, transcripts: str | Path | None = None,
                  languages: Sequence[str] = ("en", "de", "fr", "es", "it"), kind: str | None = "sentence",

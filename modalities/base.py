@@ -1,10 +1,9 @@
 """The interface every modality adapter shares, and the adapter registry.
 
-An adapter turns a data set into *paired* model inputs: ``PairedSet.a[i]`` and
-``PairedSet.b[i]`` are semantically equivalent (a French word and its English translation;
-``5+3`` and ``five plus three``; an image and its caption). Each side says which positions
-to read. Experiments never look inside an adapter: they capture both sides with the model
-core and hand the states to the comparator.
+An adapter turns a data set into *paired* model inputs (``PairedSet``, ``Side``) and lens
+prompts (``LensPrompts``); these types are the core's contract (hub.contract), re-exported
+here. Experiments never look inside an adapter: they capture both sides with the model core
+and hand the states to the comparator (hub.pairs).
 
 Hydra selects an adapter with ``_target_`` (conf/modality/*.yaml); ``register_adapter``
 additionally gives it a short name (``modalities.build("text", ...)``).
@@ -14,46 +13,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 
+from hub.contract import LensPrompts, PairedSet, Side
 from hub.errors import UserError, UserKeyError
-from hub.positions import PositionSpec
 
-
-@dataclass
-class Side:
-    """One side of a paired set: inputs, their modality and the positions to read.
-
-    ``inputs`` are strings or token-id lists; ``spans`` (per item, unpadded token
-    coordinates) narrow ``positions="mean"``; ``extra`` holds per-item model inputs
-    such as ``pixel_values`` (dicts of tensors with a leading batch axis of 1).
-    """
-
-    inputs: list
-    modality: str = "text"
-    positions: PositionSpec = "last"
-    spans: list[tuple[int, int]] | None = None
-    extra: list[dict] | None = None
-    label: str = ""
-
-    def __len__(self) -> int:
-        return len(self.inputs)
-
-
-@dataclass
-class PairedSet:
-    """Two aligned sides plus identifying columns for results (``lang``, ``task``, ...)."""
-
-    name: str
-    a: Side
-    b: Side
-    ids: dict = field(default_factory=dict)
-    items: list[str] | None = None  # item ids (concepts), for reporting
-
-    def __post_init__(self) -> None:
-        if len(self.a) != len(self.b):
-            raise ValueError(f"paired set {self.name!r}: side a has {len(self.a)} items, side b {len(self.b)}; "
-                             "paired sides must align one to one")
+__all__ = ["Adapter", "LensPrompts", "PairedSet", "Side", "as_list", "build", "check_min_pairs", "register_adapter"]
 
 
 class Adapter(ABC):
@@ -65,8 +29,10 @@ class Adapter(ABC):
         self.drops: Counter = Counter()
 
     @abstractmethod
-    def pairs(self, tokenizer=None) -> Iterator[PairedSet]:
-        """Paired sets to compare; the tokenizer is given for adapters that need token positions."""
+    def pairs(self, model=None) -> Iterator[PairedSet]:
+        """Paired sets to compare, built for ``model`` (the one adapter signature, see
+        hub.contract): text adapters read ``model.tokenizer`` where they need token positions,
+        image and audio adapters encode with the model's processor; None where not needed."""
 
     def drop(self, reason: str, n: int = 1) -> None:
         """Count an item left out, by reason (reported, never silent)."""

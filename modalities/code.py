@@ -30,9 +30,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from hub.contract import LensPrompts, PairedSet, Side
 from hub.errors import UserError, UserFileError
-from modalities.arithmetic import LensItems, exclusive_sets
-from modalities.base import Adapter, PairedSet, Side, check_min_pairs, register_adapter
+from modalities.arithmetic import exclusive_sets
+from modalities.base import Adapter, check_min_pairs, register_adapter
 from modalities.wic import token_span
 
 log = logging.getLogger(__name__)
@@ -248,7 +249,7 @@ class CodeAdapter(Adapter):
         return xs
 
     # ------------------------------------------------------------ similarity
-    def pairs(self, tokenizer=None) -> Iterator[PairedSet]:
+    def pairs(self, model=None) -> Iterator[PairedSet]:
         """Per language: each function's code against its description."""
         items = self._subsample(self.items(), self.max_items)
         code = [self.code_template.format(x=it.code) for it in items]
@@ -263,7 +264,7 @@ class CodeAdapter(Adapter):
             )
 
     # ------------------------------------------------------------ lens
-    def comma_task(self, tokenizer) -> LensItems:
+    def comma_task(self, tokenizer) -> LensPrompts:
         """Prefixes ending at a list comma; sets `` and`` / `` or`` / `` not``."""
         sets, why = exclusive_sets(tokenizer, {w: w for w in LIST_WORDS}, self.token_sets)
         if sets is None:
@@ -271,12 +272,12 @@ class CodeAdapter(Adapter):
         sites = [(it, k) for it in self.items() for k in list_commas(it.program)]
         sites = self._subsample(sites, self.lens_items)
         prompts = [it.program[:k + 1] for it, k in sites]
-        out = LensItems(prompts, [[sets[w] for w in LIST_WORDS]] * len(prompts), list(LIST_WORDS),
-                        [f"{it.id}@{k}" for it, k in sites])
+        out = LensPrompts(prompts, [[sets[w] for w in LIST_WORDS]] * len(prompts), list(LIST_WORDS),
+                          [f"{it.id}@{k}" for it, k in sites], ids={"task": "lens list comma"})
         check_min_pairs(len(prompts), f"{self.path}: list commas")
         return out
 
-    def argument_task(self, tokenizer) -> LensItems:
+    def argument_task(self, tokenizer) -> LensPrompts:
         """Prefixes ending at a call argument; sets: parameter name vs the argument's tokens."""
         drops: Counter = Counter()
         sites = [(it, s) for it in self.items() for s in argument_sites(it)]
@@ -305,4 +306,4 @@ class CodeAdapter(Adapter):
             ids.append(f"{it.id}:{s.param}={s.text}")
         self.drops.update({f"arguments: {k}": v for k, v in drops.items()})
         check_min_pairs(len(prompts), f"{self.path}: call arguments after dropping {dict(drops)}")
-        return LensItems(prompts, sets, ["parameter", "argument"], ids, drops)
+        return LensPrompts(prompts, sets, ["parameter", "argument"], ids, drops, ids={"task": "lens call argument"})

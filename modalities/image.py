@@ -35,8 +35,9 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
+from hub.contract import PairedSet, Side
 from hub.errors import UserError, UserFileError
-from modalities.base import Adapter, PairedSet, Side, check_min_pairs, register_adapter
+from modalities.base import Adapter, check_min_pairs, register_adapter
 from modalities.synthetic_images import LANGS, ImageItem, synthetic_items
 
 SUPPORTED = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
@@ -169,7 +170,6 @@ class ImageAdapter(Adapter):
     """Images vs captions for vision-language models (``pairs`` takes the MultimodalHubModel)."""
 
     modality = "image"
-    needs_model = True
 
     def __init__(self, source: str = "synthetic", captions: str | None = None,
                  languages: Sequence[str] = LANGS, kinds: Sequence[str] = ("colour", "shapes", "word"),

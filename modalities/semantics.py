@@ -24,8 +24,9 @@ from itertools import permutations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from hub.contract import PairedSet, Side
 from hub.errors import UserError
-from modalities.base import Adapter, PairedSet, Side, register_adapter
+from modalities.base import Adapter, register_adapter
 
 NAMES = ("Emma", "Liam", "Olivia", "Noah", "Ava", "Lucas", "Mia", "Leo", "Sofia", "Oscar", "Chloe", "Henry", "Zoe",
          "Jack", "Lily", "Max", "Nora", "Hugo", "Ella", "Finn")
@@ -243,7 +244,7 @@ class SemanticsAdapter(Adapter):
             out.append(render(terms, self.lf_style))
         return out
 
-    def pairs(self, tokenizer=None) -> Iterator[PairedSet]:
+    def pairs(self, model=None) -> Iterator[PairedSet]:
         """One set per variant: the sentences against their (altered) logical forms."""
         exs = self.examples()
         sentences = [ex.sentence for ex in exs]

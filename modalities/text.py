@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from hub.contract import LensPrompts, PairedSet, Side
 from hub.errors import UserError, UserFileError, UserKeyError
-from hub.tokensets import token_set
-from modalities.base import Adapter, PairedSet, Side, check_min_pairs, register_adapter
+from hub.lens.tokensets import lens_drop_reason, token_set
+from modalities.base import Adapter, check_min_pairs, register_adapter
 
 log = logging.getLogger(__name__)
 DATA = Path(__file__).parent / "data"
@@ -135,21 +136,6 @@ def _check_duplicate_rows(path: Path, keep: Sequence[int], col: Mapping[str, lis
 
 
 # ---------------------------------------------------------------------------- prompts
-@dataclass
-class LensTask:
-    """Prompts whose next token should be the target word, with token sets to read."""
-
-    task: str
-    src: str
-    tgt: str
-    latent: str
-    prompts: list[str]
-    concepts: list[str]
-    target_sets: list[frozenset[int]]
-    latent_sets: list[frozenset[int]]
-    drops: Counter
-
-
 @register_adapter("text")
 class TextAdapter(Adapter):
     """Multilingual text: similarity pairs and Wendler et al. lens tasks."""
@@ -222,7 +208,7 @@ class TextAdapter(Adapter):
             idx = sorted(random.Random(self.seed).sample(idx, self.max_items))
         return idx
 
-    def pairs(self, tokenizer=None) -> Iterator[PairedSet]:
+    def pairs(self, model=None) -> Iterator[PairedSet]:
         """Each language against the dominant one, for words and sentences."""
         sources = {"words": (self.words_path, "concept", self.word_template),
                    "sentences": (self.sentences_path, "id", self.sentence_template)}
@@ -249,12 +235,13 @@ class TextAdapter(Adapter):
                 )
 
     # ------------------------------------------------------------- lens tasks
-    def lens_task(self, task: str, src: str, tgt: str, tokenizer) -> LensTask:
+    def lens_task(self, task: str, src: str, tgt: str, tokenizer) -> LensPrompts:
         """Build Wendler et al. prompts for ``task`` and the token sets of the answers.
 
         translation: ``n_shots`` random example pairs ``{src}: "x" - {tgt}: "y"`` then the
         query ending ``{tgt}: "``; repetition: the same with src = tgt; cloze: masked
-        sentences in ``tgt`` with their answers, then the query sentence.
+        sentences in ``tgt`` with their answers, then the query sentence. The token sets are
+        named ``[tgt, dominant]`` (target word, its dominant-language translation).
         """
         if task not in TASKS:
             raise UserError(f"task={task!r}: expected one of {TASKS}")
@@ -278,7 +265,7 @@ class TextAdapter(Adapter):
         for i in [candidates[j] for j in self._limit(len(candidates))]:
             concept, target, english = table.ids[i], words[tgt][i], words[self.dominant][i]
             ts, ls = token_set(tokenizer, target), token_set(tokenizer, english)
-            reason = _drop_reason(target, english, ts, ls)
+            reason = lens_drop_reason(target, english, ts, ls)
             if reason:
                 drops[reason] += 1
                 continue
@@ -303,7 +290,8 @@ class TextAdapter(Adapter):
         drops = Counter({k: v for k, v in drops.items() if v})
         self.drops.update({f"{task} {src}->{tgt}: {k}": v for k, v in drops.items()})
         check_min_pairs(len(prompts), f"{task} {src}->{tgt} after dropping {dict(drops)}")
-        return LensTask(task, src, tgt, self.dominant, prompts, concepts, tsets, lsets, drops)
+        return LensPrompts(prompts, [[t, l] for t, l in zip(tsets, lsets)], [tgt, self.dominant], concepts, drops,
+                           ids={"task": task, "src": src, "tgt": tgt})
 
     def _cloze_sentences(self, lang: str) -> dict[str, str]:
         if self.cloze_path is None:
@@ -327,16 +315,3 @@ class TextAdapter(Adapter):
 def _shipped(path: str | Path) -> bool:
     """Is ``path`` one of the project's own data files (modalities/data/)?"""
     return Path(path).resolve().is_relative_to(DATA.resolve())
-
-
-def _drop_reason(target: str, english: str, ts: frozenset, ls: frozenset) -> str | None:
-    """Why a lens item cannot be read cleanly (Wendler et al.'s filters), or None."""
-    if not ts:
-        return "empty target token set"
-    if not ls:
-        return "empty English token set"
-    if ts & ls:
-        return "overlapping token sets"
-    if english.lower() in target.lower():
-        return "English word is a substring of the target"
-    return None

@@ -1,4 +1,4 @@
-"""Word-in-Context data and the layer-wise lexical-semantics probe (Liu et al. 2024).
+"""Word-in-Context data and its model inputs per probe mode (Liu et al. 2024).
 
 Data. The standard WiC format (Pilehvar & Camacho-Collados 2019): ``*.data.txt`` with
 tab-separated ``target, POS, i-j, sentence 1, sentence 2`` (i, j = word indices of the
@@ -17,13 +17,13 @@ target (``gear`` for ``carry``: a misaligned index) is counted as a note and kep
 with ``check_target="drop"``; ordinary English inflections (carried, ran, studies, children)
 are forms of their lemma (modalities/inflections.py).
 
-Probe. For each input mode the target word is read as the mean over its sub-tokens:
+Inputs. For each input mode the target word is read as the mean over its sub-tokens:
 ``base`` (the sentence), ``repeat`` (the sentence twice, the word read in the second copy),
 ``repeat_prev`` (the same input, read one token earlier: the positions that *predict* the
 word's tokens), ``prompt`` (``In this sentence "s", "w" means in one word: "``, the last
-token). Per layer the two sentences' vectors are compared by cosine after an anisotropy
-correction (mean-centering or standardisation) fitted on the training split only, so a
-score never depends on which other items are scored with it.
+token). :func:`mode_sides` gives the two sentences of each item as paired sides; the probe
+(hub.probe) compares them per layer by cosine after an anisotropy correction fitted on the
+training split. The shipped sets are built by modalities.wic_build.
 """
 from __future__ import annotations
 
@@ -37,21 +37,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
-import torch
-from torch import Tensor
-
+from hub.contract import Side
 from hub.errors import UserError, UserFileError
 from modalities.inflections import is_inflection
 from modalities.text import iso_codes
-from modalities.wic_build import build_from_inventory  # noqa: F401  (re-exported)
-from modalities.wic_stats import auc, best_threshold, spearman_ci, wilson  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 DATA = Path(__file__).parent / "data" / "wic"
 MODES: tuple[str, ...] = ("base", "repeat", "repeat_prev", "prompt")
 PROMPT = 'In this sentence "{sentence}", "{word}" means in one word: "'
-NORMALIZE = ("none", "center", "standardize")
 _PUNCT = string.punctuation + "“”‘’«»„…—–"
 
 
@@ -311,68 +305,15 @@ def mode_input(tokenizer, sentence: str, span: tuple[int, int], mode: str, templ
     return ModeInput(text, (t0, t1) if mode == "repeat" else (t0 - 1, t1 - 1))
 
 
-# ------------------------------------------------------------------------ probe
-@dataclass
-class Normalizer:
-    """Anisotropy correction per layer, fitted on one set of states and applied to any other."""
-
-    kind: str = "center"
-    mean: Tensor | None = None  # [layer, d]
-    std: Tensor | None = None  # [layer, d]
-
-    def __post_init__(self) -> None:
-        if self.kind not in NORMALIZE:
-            raise UserError(f"normalize={self.kind!r}: expected one of {NORMALIZE}")
-
-    def fit(self, states: Tensor) -> Normalizer:
-        """``states [n, layer, d]`` (the training split, both sentences)."""
-        if self.kind != "none":
-            if states.shape[0] < 2:
-                raise UserError(f"normalize={self.kind!r} needs at least 2 training vectors, got {states.shape[0]}")
-            self.mean = states.mean(0)
-            self.std = states.std(0).clamp_min(1e-6)
-        return self
-
-    def __call__(self, states: Tensor) -> Tensor:
-        if self.kind == "none":
-            return states
-        if self.mean is None:
-            raise RuntimeError("Normalizer used before fit(): fit it on the training split")
-        out = states - self.mean
-        return out / self.std if self.kind == "standardize" else out
-
-
-class WicProbe:
-    """Per-layer target-word vectors for one input mode, and their pairwise cosines."""
-
-    def __init__(self, hm, mode: str, layers: Sequence[int] | str = "all", normalize: str = "center",
-                 template: str = PROMPT, batch_size: int = 16) -> None:
-        if mode not in MODES:
-            raise UserError(f"mode={mode!r}: expected one of {MODES}")
-        self.hm, self.mode, self.template, self.batch_size = hm, mode, template, batch_size
-        self.layers = hm.check_layers(layers)
-        self.norm = Normalizer(normalize)
-
-    def vectors(self, items: Sequence[WicItem]) -> tuple[Tensor, Tensor]:
-        """Target vectors of sentence 1 and sentence 2: ``[n, layer, d]`` each (raw)."""
-        out = []
-        for which in (0, 1):
-            inputs = [mode_input(self.hm.tokenizer, (it.s1, it.s2)[which], it.spans[which], self.mode, self.template)
-                      for it in items]
-            texts = [m.text for m in inputs]
-            if self.mode == "prompt":
-                out.append(self.hm.capture(texts, self.layers, positions="last", batch_size=self.batch_size))
-            else:
-                out.append(self.hm.capture(texts, self.layers, positions="mean", spans=[m.span for m in inputs],
-                                           batch_size=self.batch_size))
-        return out[0], out[1]
-
-    def fit(self, train: tuple[Tensor, Tensor]) -> WicProbe:
-        """Fit the anisotropy correction on the training split's vectors (both sentences)."""
-        self.norm.fit(torch.cat(train))
-        return self
-
-    def cosines(self, vecs: tuple[Tensor, Tensor]) -> np.ndarray:
-        """``[n, layer]`` cosine of the corrected vectors of each pair."""
-        a, b = self.norm(vecs[0]), self.norm(vecs[1])
-        return torch.nn.functional.cosine_similarity(a, b, dim=-1).numpy()
+def mode_sides(tokenizer, items: Sequence[WicItem], mode: str, template: str = PROMPT) -> tuple[Side, Side]:
+    """The two sentences of each item as paired sides for ``mode``: the target word's tokens
+    averaged (``positions="mean"`` over its span) or, for ``prompt``, the last token."""
+    sides = []
+    for which in (0, 1):
+        inputs = [mode_input(tokenizer, (it.s1, it.s2)[which], it.spans[which], mode, template) for it in items]
+        texts = [m.text for m in inputs]
+        if mode == "prompt":
+            sides.append(Side(texts, "text", "last", label=f"sentence {which + 1}"))
+        else:
+            sides.append(Side(texts, "text", "mean", spans=[m.span for m in inputs], label=f"sentence {which + 1}"))
+    return sides[0], sides[1]

@@ -1,5 +1,8 @@
-"""Building the shipped WiC sets from a sense inventory (moved from modalities/wic.py, which
-re-exports :func:`build_from_inventory`)."""
+"""Build the shipped WiC sets (modalities/data/wic/) from sense inventories written for them.
+
+Rebuild: ``python -c "from modalities.wic import DATA; from modalities.wic_build import
+build_from_inventory; build_from_inventory(DATA / 'en_senses.tsv', DATA / 'en')"``.
+"""
 from __future__ import annotations
 
 import csv

@@ -24,7 +24,7 @@ def run_cfg(overrides: list[str], out: Path) -> Path:
 def assert_only_prefixes(tok, word: str, ids) -> None:
     """Every id in a word's token set spells a non-empty prefix of the word (after the tokenizer's
     word-boundary marker): a superset such as the whole vocabulary fails."""
-    from hub.tokensets import scheme_of
+    from hub.lens.tokensets import scheme_of
 
     scheme = scheme_of(tok)
     spelled = scheme.encode(word)

@@ -3,8 +3,8 @@ import pandas as pd
 import pytest
 
 from helpers import run_cfg
+from hub.lens.tokensets import token_set
 from hub.models.tiny import tiny_tokenizer
-from hub.tokensets import token_set
 from modalities.arithmetic import (ArithmeticAdapter, Expression, exclusive_sets, first_tokens, generate_expressions,
                                    parse_expression, read_expressions)
 from modalities.base import ADAPTERS

@@ -10,14 +10,16 @@ import pytest
 import torch
 
 from experiments.semantics import hard_baseline_rows
-from hub.compare import compare
-from hub.pairs import capture_side
+from hub.metrics import compare
 from hub.lens import LogitLens
-from hub.readout import lens_readout, mean_ci
+from hub.lens.readout import lens_readout
+from hub.pairs import capture_side
+from hub.probe import PairProbe
+from hub.stats import mean_ci
 from modalities.arithmetic import ArithmeticAdapter
 from modalities.code import CodeAdapter
 from modalities.semantics import VARIANTS, SemanticsAdapter
-from modalities.wic import DATA, WicProbe, load_wic, locate_items, mode_input, read_wic, token_span
+from modalities.wic import DATA, load_wic, locate_items, mode_input, mode_sides, read_wic, token_span
 
 pytestmark = pytest.mark.integration
 
@@ -71,7 +73,7 @@ def test_code_sites_fit_gemma_tokens(gemma):
 
 def test_semantics_hard_baseline_on_gemma(gemma):
     ad = SemanticsAdapter(n_items=8, variants=VARIANTS, positions="last")
-    sets = {ps.ids["lang"]: ps for ps in ad.pairs(gemma.tokenizer)}
+    sets = {ps.ids["lang"]: ps for ps in ad.pairs(gemma)}
     layers = [0, 3, 6]
     s = capture_side(gemma, sets["paired"].a, layers)
     forms = {v: capture_side(gemma, ps.b, layers) for v, ps in sets.items()}
@@ -99,9 +101,10 @@ def test_wic_scores_do_not_depend_on_batch_composition_on_gemma(gemma):
     items = locate_items(read_wic(DATA / "en" / "dev.data.txt", DATA / "en" / "dev.gold.txt"), Counter(), Counter())
     train = load_wic(DATA / "en", splits=["train"], max_items=8).splits["train"]
     for mode in ("base", "prompt"):
-        probe = WicProbe(gemma, mode, layers=[1, 4, 8], batch_size=4)
-        probe.fit(probe.vectors(train))
-        full = probe.cosines(probe.vectors(items[:4]))
-        alone = np.concatenate([probe.cosines(probe.vectors([it])) for it in items[:2]])
+        probe = PairProbe(gemma, layers=[1, 4, 8], batch_size=4)
+        probe.fit(probe.vectors(mode_sides(gemma.tokenizer, train, mode)))
+        full = probe.cosines(probe.vectors(mode_sides(gemma.tokenizer, items[:4], mode)))
+        alone = np.concatenate([probe.cosines(probe.vectors(mode_sides(gemma.tokenizer, [it], mode)))
+                                for it in items[:2]])
         np.testing.assert_allclose(alone, full[:2], atol=2e-4)
         assert torch.isfinite(torch.as_tensor(full)).all()

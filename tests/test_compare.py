@@ -1,4 +1,4 @@
-"""Property tests for hub.compare: invariances, chance levels, nulls, CIs, errors.
+"""Property tests for hub.metrics: invariances, chance levels, nulls, CIs, errors.
 
 Tolerances are stated in standard errors of the statistic under test (derived from n or
 measured with the permutation null), not as magic numbers.
@@ -12,8 +12,12 @@ import pandas as pd
 import pytest
 import torch
 
-import hub.compare as hc
-from hub.compare import (
+import hub.metrics as hc
+from hub.metrics.hsic import cka_chunk
+from hub.metrics.inputs import unit
+from hub.metrics.resampling import boot_weights, permutations
+from hub.metrics.shared import sym_gram
+from hub.metrics import (
     COLUMNS,
     METRICS,
     cka,
@@ -245,7 +249,7 @@ def test_permutation_null_equals_explicitly_shuffled_inputs():
     names = hc.ALL_METRICS
     for csls in (False, True):
         null = permutation_null(x, y, names, n_perm=3, seed=5, k=4, csls=csls, csls_k=5)
-        perms = hc._permutations(40, 3, 5)
+        perms = permutations(40, 3, 5)
         for j, p in enumerate(perms):
             direct = compare(x, y[:, p], names, n_boot=0, k=4, csls=csls, csls_k=5)
             for m in names:
@@ -288,7 +292,7 @@ def test_csls_fixes_hubness():
     y = v + 0.5 * torch.randn(n, d, generator=g) / math.sqrt(d)
     y[0] = h  # ... and candidate 0 is h itself: a hub
     x, y = x[None], y[None]
-    nearest = (hc._unit(x, "x") @ hc._unit(y, "y").transpose(1, 2)).argmax(-1)
+    nearest = (unit(x, "x") @ unit(y, "y").transpose(1, 2)).argmax(-1)
     assert (nearest == 0).float().mean() > 0.5  # the hub attracts most queries under cosine
     cos_acc = retrieval_top1(x, y, direction="x2y").item()
     csls_acc = retrieval_top1(x, y, csls=True, csls_k=10, direction="x2y").item()
@@ -323,10 +327,10 @@ def test_ci_width_shrinks_with_n():
 def test_cka_bootstrap_is_exact_recompute_on_resampled_items():
     """Weighted Gram formula == CKA of the explicitly resampled items (biased form)."""
     x, y = _paired(L=2, n=30, d=10, seed=20)
-    w = hc._boot_weights(30, 4, seed=1, device=x.device)  # [4, n] multiplicities
+    w = boot_weights(30, 4, seed=1, device=x.device)  # [4, n] multiplicities
     xc, yc = x - x.mean(1, keepdim=True), y - y.mean(1, keepdim=True)
     Wt = torch.cat([torch.ones(30, 1), w.T], 1)
-    out = hc._cka_chunk(hc._sym_gram(xc), hc._sym_gram(yc), Wt, None, {"cka"})["cka"][0]
+    out = cka_chunk(sym_gram(xc), sym_gram(yc), Wt, None, {"cka"})["cka"][0]
     for b in range(4):
         idx = torch.repeat_interleave(torch.arange(30), w[b].long())
         torch.testing.assert_close(out[:, b + 1], cka(x[:, idx], y[:, idx]), atol=1e-5, rtol=0)

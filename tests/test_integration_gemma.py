@@ -5,8 +5,8 @@ import torch
 from helpers import assert_only_prefixes
 
 from hub.lens import LogitLens
-from hub.readout import lens_readout
-from hub.tokensets import scheme_of, token_set
+from hub.lens.readout import lens_readout
+from hub.lens.tokensets import scheme_of, token_set
 from modalities.text import TextAdapter
 
 pytestmark = pytest.mark.integration
@@ -52,7 +52,7 @@ def test_sentencepiece_token_sets(gemma):
 def test_translation_readout_small(gemma):
     ad = TextAdapter(max_items=24, seed=0)
     lt = ad.lens_task("translation", "fr", "zh", gemma.tokenizer)
-    df, raw = lens_readout(gemma, lt.prompts, list(zip(lt.target_sets, lt.latent_sets)), ["zh", "en"])
+    df, raw = lens_readout(gemma, lt.prompts, lt.token_sets, lt.set_names)
     assert df["value"].notna().all()
     zh = df[(df.metric == "lang_prob") & (df.lang == "zh")].set_index("layer")["value"]
     # the model can do the task: at the last layer the Chinese answer carries real probability

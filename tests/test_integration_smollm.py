@@ -10,7 +10,7 @@ from test_position_ids import rotary_position_ids
 
 from hub.intervene import Intervention, next_token_logprobs_with, steer, token_id, unembedding_direction
 from hub.lens import LogitLens
-from hub.tokensets import scheme_of, token_set
+from hub.lens.tokensets import scheme_of, token_set
 
 pytestmark = pytest.mark.integration
 

@@ -5,11 +5,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from experiments.arithmetic import set_reading
 from experiments.running_text import running_text_row
 from hub.describe import latent_reading
 from hub.readings import compare_curves, min_prob_of, pattern_reading
-from hub.readout import mean_ci
+from hub.stats import mean_ci
+from hub.steps.lens_sets import set_reading
 
 L = 12  # layers 0..11
 

@@ -364,7 +364,7 @@ def test_empty_text_for_a_language(hm):
         R.accumulate_importance(hm, {"en": TEXTS["en"], "fr": "  \n"}, tokens=32, window=WINDOW)
     with pytest.raises(ValueError, match="empty text"):
         perplexity(hm, "", window=WINDOW)
-    from experiments.regions_common import split_text
+    from hub.steps.regions import split_text
     with pytest.raises(ValueError, match="language 'de': empty text"):
         split_text("\n\n", name="language 'de'")
 
@@ -372,7 +372,7 @@ def test_empty_text_for_a_language(hm):
 def test_empty_corpus_file(tmp_path):
     from omegaconf import OmegaConf
 
-    from experiments.regions_common import load_texts
+    from hub.steps.regions import load_texts
     (tmp_path / "en.txt").write_text("Some text.\nMore text.\n", encoding="utf-8")
     (tmp_path / "fr.txt").write_text("   \n", encoding="utf-8")
     cfg = OmegaConf.create({"data": {"corpus": str(tmp_path)},
@@ -392,7 +392,7 @@ def test_hf_dataset_source(tmp_path):
     datasets = pytest.importorskip("datasets")
     from omegaconf import OmegaConf
 
-    from experiments.regions_common import load_texts
+    from hub.steps.regions import load_texts
     ds = datasets.Dataset.from_dict({"text": ["Hello there.", "Bonjour.", "General Kenobi."],
                                      "language": ["en", "fr", "en"]})
     ds.save_to_disk(str(tmp_path / "ds"))
@@ -409,7 +409,7 @@ def test_hf_dataset_source(tmp_path):
 
 
 def test_split_is_deterministic_and_disjoint():
-    from experiments.regions_common import split_text
+    from hub.steps.regions import split_text
     text = "\n".join(f"Paragraph number {i} with some words in it." for i in range(20))
     a, b = split_text(text, 0.4)
     assert (a, b) == split_text(text, 0.4)

@@ -8,8 +8,9 @@ from hydra import compose, initialize_config_dir
 
 from experiments.steer_arithmetic import make_items, shot_pairs
 from experiments.steer_code import call_arguments
-from experiments.steer_common import bootstrap_ci, resolve_layers
-from experiments.steer_sentiment import Lexicon, LexiconScorer, read_lexicon, split_lexicon
+from hub.stats import bootstrap_mean_ci
+from hub.steps.steering import resolve_layers
+from modalities.sentiment import Lexicon, LexiconScorer, read_lexicon, split_lexicon
 from hub.cli import CONF_DIR, DATA_DIR, run_job
 
 COLUMNS = {"metric", "layer", "value", "ci_low", "ci_high", "n", "scale", "model", "task"}
@@ -109,11 +110,11 @@ def test_arithmetic_items_and_code_parsing():
 
 
 def test_bootstrap_ci():
-    m, lo, hi = bootstrap_ci([1.0, 2.0, 3.0, 4.0], n_boot=200)
+    m, lo, hi = map(float, bootstrap_mean_ci([1.0, 2.0, 3.0, 4.0], n_boot=200))
     assert m == 2.5 and lo <= m <= hi
-    assert bootstrap_ci([5.0]) == (5.0, 5.0, 5.0)
+    assert tuple(map(float, bootstrap_mean_ci([5.0]))) == (5.0, 5.0, 5.0)
     with pytest.raises(ValueError, match="no values"):
-        bootstrap_ci([])
+        bootstrap_mean_ci([])
     assert not math.isnan(lo)
 
 

@@ -2,9 +2,10 @@
 import pytest
 from helpers import assert_only_prefixes
 
-from hub.readout import lens_readout, mean_ci
+from hub.lens.readout import lens_readout
+from hub.lens.tokensets import Scheme, bytes_to_unicode, scheme_of, token_set
 from hub.models.tiny import tiny_model, tiny_tokenizer
-from hub.tokensets import Scheme, bytes_to_unicode, scheme_of, token_set
+from hub.stats import mean_ci
 from modalities.base import ADAPTERS, PairedSet, Side, build
 from modalities.text import TextAdapter, load_parallel
 
@@ -87,10 +88,11 @@ def test_translation_prompt_format_and_sets(tmp_path):
     q = lt.prompts[0].split("\n")
     assert len(q) == 5 and q[-1].startswith('Français: "') and q[-1].endswith('中文: "')
     assert all(" - 中文: \"" in line for line in q)
-    for ts, ls in zip(lt.target_sets, lt.latent_sets):
+    assert lt.set_names == ["zh", "en"] and lt.ids == {"task": "translation", "src": "fr", "tgt": "zh"}
+    for ts, ls in lt.token_sets:
         assert ts and ls and not (ts & ls)
     rep = ad.lens_task("repetition", "fr", "zh", tok)
-    assert rep.src == "zh" and '中文: "' in rep.prompts[0].split("\n")[-1]
+    assert rep.ids["src"] == "zh" and '中文: "' in rep.prompts[0].split("\n")[-1]
     with pytest.raises(ValueError, match="dominant language"):
         ad.lens_task("translation", "fr", "en", tok)
     with pytest.raises(ValueError, match="task='poem'"):
@@ -106,7 +108,7 @@ def test_lens_task_drops_substrings_and_counts(tmp_path):
     # byte-level prefixes: cat/chat, flower/fleur, sun/soleil share a first letter -> overlapping sets
     assert lt.drops["overlapping token sets"] + lt.drops["English word is a substring of the target"] == 5
     assert sum(lt.drops.values()) == 12 - len(lt.prompts)
-    assert "taxi" not in lt.concepts and "piano" not in lt.concepts and len(lt.prompts) == 7
+    assert "taxi" not in lt.items and "piano" not in lt.items and len(lt.prompts) == 7
     assert any("overlapping" in k for k in ad.drops)
 
 

@@ -8,9 +8,11 @@ import torch
 
 from helpers import run_cfg
 from hub.models.tiny import tiny_model, tiny_tokenizer
-from modalities.wic import (DATA, Normalizer, WicItem, WicItemError, WicProbe, auc, best_threshold,
-                            build_from_inventory, load_wic, locate, locate_items, mode_input, read_graded, read_wic,
-                            spearman_ci, token_span, wilson)
+from hub.probe import Normalizer, PairProbe, best_threshold
+from hub.stats import auc, spearman_ci, wilson
+from modalities.wic import (DATA, WicItem, WicItemError, load_wic, locate, locate_items, mode_input, mode_sides,
+                            read_graded, read_wic, token_span)
+from modalities.wic_build import build_from_inventory
 
 ROWS = [
     ("bank", "N", "1-4", "The bank closed early.", "We sat on the bank of the river.", "F"),
@@ -130,10 +132,11 @@ def test_scores_do_not_depend_on_batch_composition(mode):
     hm = tiny_model("llama")
     items = _items(ROWS)
     train = _items(ROWS[::-1])
-    probe = WicProbe(hm, mode, normalize="center", batch_size=3).fit(WicProbe(hm, mode).vectors(train))
-    full = probe.cosines(probe.vectors(items))  # [n, layer]
-    alone = np.concatenate([probe.cosines(probe.vectors([it])) for it in items])
-    shuffled = probe.cosines(probe.vectors(items[::-1]))[::-1]
+    tok = hm.tokenizer
+    probe = PairProbe(hm, normalize="center", batch_size=3).fit(PairProbe(hm).vectors(mode_sides(tok, train, mode)))
+    full = probe.cosines(probe.vectors(mode_sides(tok, items, mode)))  # [n, layer]
+    alone = np.concatenate([probe.cosines(probe.vectors(mode_sides(tok, [it], mode))) for it in items])
+    shuffled = probe.cosines(probe.vectors(mode_sides(tok, items[::-1], mode)))[::-1]
     assert full.shape == (4, hm.n_layers + 1)
     np.testing.assert_allclose(alone, full, atol=1e-5)
     np.testing.assert_allclose(shuffled, full, atol=1e-5)

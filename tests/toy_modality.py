@@ -1,5 +1,6 @@
 """A toy modality adapter defined outside the package (used by test_adding_a_modality)."""
-from modalities.base import Adapter, PairedSet, Side
+from hub.contract import PairedSet, Side
+from modalities.base import Adapter
 
 
 class ShoutAdapter(Adapter):
@@ -11,7 +12,7 @@ class ShoutAdapter(Adapter):
         super().__init__()
         self.phrases, self.suffix = phrases, suffix
 
-    def pairs(self, tokenizer=None):
+    def pairs(self, model=None):
         yield PairedSet("shout", Side([p for p in self.phrases], "text", "last", label="quiet"),
                         Side([p.upper() + self.suffix for p in self.phrases], "shout", "mean", label="loud"),
                         ids={"task": "shout", "lang": "en"})

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from hub.errors import UserError
+from hub.layers import select_layers
 
 
 @dataclass
@@ -87,12 +88,7 @@ class ClipModel:
     def _layers(self, blocks, layers) -> list[int]:
         if blocks is None:
             return []
-        L = len(blocks)
-        out = list(range(L + 1)) if layers in (None, "all") else list(layers)
-        bad = [k for k in out if not 0 <= k <= L]
-        if bad:
-            raise IndexError(f"{self.name}: layers {bad} out of range 0..{L}")
-        return out
+        return select_layers(layers, len(blocks), self.name)
 
     def _run(self, blocks, layer_list: list[int], read, encode) -> tuple[Tensor | None, Tensor]:
         """Run ``encode()`` with hooks reading ``layer_list``: (states ``[b, layer, w]`` or None,

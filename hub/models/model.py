@@ -19,7 +19,8 @@ import torch.nn as nn
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from hub.errors import UserError, UserIndexError
+from hub.errors import UserError
+from hub.layers import select_layers
 from hub.models.families import Family, family_for, get_attr
 from hub.positions import PositionSpec, make_reader
 
@@ -90,20 +91,8 @@ class HubModel:
         return self.unembed.weight.device
 
     def check_layers(self, layers: Sequence[int] | str | None) -> list[int]:
-        """Normalise a layer selection to a sorted list; 'all'/None = 0..L."""
-        if layers is None or layers == "all":
-            return list(range(self.n_layers + 1))
-        if isinstance(layers, int):
-            layers = [layers]
-        out = []
-        for k in layers:
-            if not isinstance(k, int) or not 0 <= k <= self.n_layers:
-                raise UserIndexError(f"layer {k!r} is out of range for {self.name}: valid layers are 0..{self.n_layers} "
-                                 f"(0 = embeddings, k = output of block k)")
-            out.append(k)
-        if len(set(out)) != len(out):
-            raise UserError(f"layers {list(layers)} contain duplicates")
-        return out
+        """Normalise a layer selection to a list; 'all'/None = 0..L (hub.layers.select_layers)."""
+        return select_layers(layers, self.n_layers, self.name)
 
     # ------------------------------------------------------------ tokenising
     def tokenize(self, texts: Sequence[str] | Sequence[Sequence[int]]) -> list[list[int]]:

@@ -96,3 +96,20 @@ def _not_blank(tokenizer, tid: int) -> bool:
     if tok.startswith("<0x") and tok.endswith(">") and len(tok) == 6:  # SentencePiece byte fallback
         return not chr(int(tok[3:5], 16)).isspace()
     return bool(tokenizer.decode([tid]).strip())
+
+
+def lens_drop_reason(target: str, english: str, ts: frozenset, ls: frozenset) -> str | None:
+    """Why a (target word, English word) lens item cannot be read cleanly, or None.
+
+    Wendler et al.'s filters: both token sets non-empty and disjoint, and the English word
+    not a substring of the target (else p(English) would count the target's own prefix).
+    """
+    if not ts:
+        return "empty target token set"
+    if not ls:
+        return "empty English token set"
+    if ts & ls:
+        return "overlapping token sets"
+    if english.lower() in target.lower():
+        return "English word is a substring of the target"
+    return None

@@ -1,9 +1,9 @@
-"""Latent-language readout (Wendler et al. 2024): what the logit lens says at the answer.
+"""Latent-language readout (Wendler et al. 2024): what a lens says at the answer.
 
 Per layer at the answer position: p(language) = summed next-token probability over that
 language's token set, for the target and the dominant language; entropy of the lens
 distribution in bits; token energy. Means over items with 95% normal-approximation
-confidence intervals.
+confidence intervals. The logit lens by default; any :class:`~hub.lens.base.Lens` via ``lens=``.
 """
 from __future__ import annotations
 
@@ -13,23 +13,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hub.lens import LogitLens
+from hub.lens.base import Lens
+from hub.lens.logit import LogitLens
 from hub.models import HubModel
-
-
-def mean_ci(values: np.ndarray, z: float = 1.96, bounds: tuple[float, float] | None = None
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean over axis 0 and its normal-approximation interval. ``[n, ...] -> 3 x [...]``.
-
-    ``bounds``: the range of the quantity (``(0, 1)`` for probabilities); the interval is
-    clipped to it, so a band never shows impossible values (a probability below 0)."""
-    n = values.shape[0]
-    m = values.mean(0)
-    half = z * values.std(0, ddof=1) / np.sqrt(n) if n > 1 else np.zeros_like(m)
-    lo, hi = m - half, m + half
-    if bounds is not None:
-        lo, hi = np.clip(lo, *bounds), np.clip(hi, *bounds)
-    return m, lo, hi
+from hub.stats import mean_ci
 
 
 def lens_readout(
@@ -43,17 +30,19 @@ def lens_readout(
     batch_size: int = 16,
     progress: bool = False,
     energy: bool = True,
+    lens: Lens | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Per-layer ``lang_prob`` (one row group per set name), ``entropy`` and ``token_energy``.
 
     ``token_sets[i]`` holds, for prompt i, one token set per name in ``set_names``.
     Returns tidy rows and the raw per-item arrays (``set_prob [n, layer, sets]`` ...).
+    ``lens`` (default: the logit lens with ``apply_norm``) reads the states.
     """
     layer_list = hm.check_layers(layers)
     states = hm.capture(list(prompts), layers=layer_list, positions="last", batch_size=batch_size,
                         progress=progress)  # [n, layer, d]
-    lens = LogitLens(hm, apply_norm=apply_norm)
-    red = lens.reduce(states, token_sets=[[list(s) for s in sets] for sets in token_sets])
+    lens = lens if lens is not None else LogitLens(hm, apply_norm=apply_norm)
+    red = lens.reduce(states, token_sets=[[list(s) for s in sets] for sets in token_sets], layers=layer_list)
     set_prob = red["set_prob"].numpy()  # [n, layer, sets]
     ent = red["entropy"].numpy()  # [n, layer]
     rows = []
@@ -67,7 +56,7 @@ def lens_readout(
              for j, k in enumerate(layer_list)]
     raw = {"set_prob": set_prob, "entropy": ent, "layers": layer_list}
     if energy:
-        en = lens.token_energy(states).numpy()  # [n, layer]
+        en = lens.token_energy(states, layers=layer_list).numpy()  # [n, layer]
         m, lo, hi = mean_ci(en)
         rows += [{"metric": "token_energy", "layer": k, "value": m[j], "ci_low": lo[j], "ci_high": hi[j], "n": n}
                  for j, k in enumerate(layer_list)]
@@ -76,10 +65,12 @@ def lens_readout(
 
 
 @torch.no_grad()
-def top_tokens(hm: HubModel, prompt: str, k: int = 5, apply_norm: bool = True) -> pd.DataFrame:
+def top_tokens(hm: HubModel, prompt: str, k: int = 5, apply_norm: bool = True, lens: Lens | None = None
+               ) -> pd.DataFrame:
     """Top-k lens tokens per layer for one prompt (a table for reports)."""
     states = hm.capture([prompt], layers="all", positions="last")
-    red = LogitLens(hm, apply_norm=apply_norm).reduce(states, top_k=k)
+    lens = lens if lens is not None else LogitLens(hm, apply_norm=apply_norm)
+    red = lens.reduce(states, top_k=k, layers=hm.check_layers("all"))
     rows = []
     for layer in range(states.shape[1]):
         toks = [hm.tokenizer.decode([int(t)]) for t in red["top_ids"][0, layer]]

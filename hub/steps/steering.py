@@ -9,44 +9,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from hub.errors import UserError
+from hub.layers import select_layers
 from hub.models import HubModel
 from hub.plots import layer_curves
+from hub.stats import bootstrap_mean_ci
 
 
 def resolve_layers(hm: HubModel, spec: Sequence[int | float]) -> list[int]:
-    """Absolute layers from a config list: ints are layers, floats in (0, 1) fractions of depth.
-
-    Fractions let one config run on models of any depth (``0.44`` is layer 8 of Gemma-3-270m's
-    18 and layer 1 of a 3-block tiny model); duplicates after rounding are dropped.
-    """
-    out: list[int] = []
-    for x in spec:
-        if isinstance(x, float) and not x.is_integer():
-            if not 0 < x < 1:
-                raise UserError(f"layer {x!r}: expected an int layer or a fraction of depth in (0, 1)")
-            x = min(hm.n_layers, max(1, round(x * hm.n_layers)))
-        if int(x) not in out:
-            out.append(int(x))
-    return hm.check_layers(out)
-
-
-def bootstrap_ci(values: Sequence[float], ci: float = 0.95, n_boot: int = 1000, seed: int = 0
-                 ) -> tuple[float, float, float]:
-    """Mean of ``values`` and its percentile-bootstrap interval; a single value has a zero-width one."""
-    x = np.asarray(values, dtype=float)
-    if x.size == 0:
-        raise UserError("bootstrap_ci: no values: expected at least one unit")
-    m = float(x.mean())
-    if x.size == 1 or n_boot <= 0:
-        return m, m, m
-    rng = np.random.default_rng(seed)
-    boots = x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(1)
-    a = (1 - ci) / 2
-    return m, float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a))
+    """Absolute layers from a config list: ints are layers, floats in (0, 1) fractions of depth
+    (hub.layers.select_layers), so one config runs on models of any depth."""
+    return select_layers(list(spec), hm.n_layers, hm.name, fractions=True)
 
 
 def summarise(units: pd.DataFrame, keys: Sequence[str], metrics: Sequence[str], unit: str,
@@ -70,7 +44,7 @@ def summarise(units: pd.DataFrame, keys: Sequence[str], metrics: Sequence[str], 
                 seed_sd = float(gg.groupby(average_over)[metric].mean().std(ddof=0))
             else:
                 per_unit, seed_sd = gg[metric], 0.0
-            m, lo, hi = bootstrap_ci(per_unit.to_numpy(), ci, n_boot, seed)
+            m, lo, hi = map(float, bootstrap_mean_ci(per_unit.to_numpy(), ci, n_boot, seed))
             rows.append({**dict(zip(keys, key)), "metric": metric, "value": m, "ci_low": lo, "ci_high": hi,
                          "n": int(per_unit.size), "seed_sd": seed_sd})
     return pd.DataFrame(rows)

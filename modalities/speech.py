@@ -1,22 +1,19 @@
-"""Shared steps of the Whisper experiments: the speech set, encoder passes, the comparator.
+"""Shared steps of the Whisper experiments: the speech set aligned across languages, encoder passes.
 
 All three Whisper experiments read the same clips; ``encode`` memoises the encoder per clip
 on the model, so running them in one job (experiment=whisper) encodes each clip once.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import torch
 from hydra.utils import instantiate
 from torch import Tensor
 
-from hub.compare import compare
 from hub.context import RunContext
-from hub.errors import UserError, UserIndexError
+from hub.errors import UserError
 from hub.models.whisper import SAMPLE_RATE, WhisperHub
 from modalities.audio import AudioAdapter, SpeechSet
 
@@ -77,44 +74,6 @@ def silence(wh: WhisperHub, seconds: float = 1.0) -> Tensor:
 def per_item(hidden: Tensor) -> list[dict]:
     """Encoder outputs as per-item ``extra`` for HubModel.capture."""
     return [{"encoder_hidden_states": hidden[i:i + 1]} for i in range(hidden.shape[0])]
-
-
-def varying_layers(x: Tensor, y: Tensor, eps: float = 1e-10) -> list[int]:
-    """Indices of layers where both ``[n, layer, d]`` stacks vary over items (a class token
-    or prompt token before any mixing is the same vector for every item)."""
-    vx, vy = x.float().var(0).sum(-1), y.float().var(0).sum(-1)  # [layer]
-    return [j for j in range(x.shape[1]) if vx[j] > eps * (1 + x[:, j].float().pow(2).mean())
-            and vy[j] > eps * (1 + y[:, j].float().pow(2).mean())]
-
-
-def compare_states(x: Tensor, y: Tensor, metric: Mapping, layers: Sequence[int], seed: int = 0) -> pd.DataFrame:
-    """Comparator rows for paired states ``x, y: [n, layer, d]`` (hub.compare).
-
-    Layers where either side is one vector for every item (no variance: CKA is undefined
-    and cosines meaningless) are left out; their labels are in ``df.attrs["constant_layers"]``.
-    """
-    n = x.shape[0]
-    k = min(int(metric["k"]), n - 1)
-    keep = varying_layers(x, y)
-    if not keep:
-        raise UserError("every layer is constant over items on one side; nothing to compare")
-    layers = list(layers)
-    df = compare(x[:, keep].transpose(0, 1).float(), y[:, keep].transpose(0, 1).float(),
-                 metrics=tuple(metric["names"]), k=k, csls=bool(metric["csls"]), csls_k=int(metric["csls_k"]),
-                 n_boot=int(metric["n_boot"]), ci=float(metric["ci"]), seed=seed, clamp=metric.get("clamp"),
-                 layers=[layers[j] for j in keep])
-    df.attrs["constant_layers"] = [layers[j] for j in range(len(layers)) if j not in keep]
-    return df
-
-
-def layers_of(spec, n_layers: int) -> list[int]:
-    if spec in (None, "all"):
-        return list(range(n_layers + 1))
-    out = [int(k) for k in spec]
-    bad = [k for k in out if not 0 <= k <= n_layers]
-    if bad:
-        raise UserIndexError(f"layers {bad} are out of range 0..{n_layers}")
-    return out
 
 
 def stack(states: list[Tensor]) -> Tensor:

@@ -1,8 +1,15 @@
-"""The logit lens: read residual states through final norm + unembedding.
+"""The lens interface and its streamed readout (shared by every lens).
+
+A lens reads the residual state at layer k as a next-token distribution. Following
+tuned-lens's ``Lens`` / ``LogitLens`` split, a lens is one method, :meth:`Lens.transform`:
+it maps states at layer k into the basis the model's last layer writes (the logit lens:
+unchanged; a tuned lens: ``h + A_k h + b_k``; a patchscope: the last-layer state of a target
+prompt with ``h`` patched in). Everything after it is shared and lives here: final norm +
+unembedding, and the streamed reductions.
 
 All layers of all items go through one stacked matmul ``[items*layers, d] @ W_U^T`` (in row
-chunks that bound memory), never one matmul per layer. The reductions (:meth:`LogitLens.reduce`,
-:meth:`LogitLens.target_logprob`) stream that matmul in cache-sized vocabulary blocks and merge
+chunks that bound memory), never one matmul per layer. The reductions (:meth:`Lens.reduce`,
+:meth:`Lens.target_logprob`) stream that matmul in cache-sized vocabulary blocks and merge
 per-block log-sum-exps, so no ``[rows, vocab]`` tensor is formed. The final norm is an explicit switch,
 on by default (as tuned-lens and Wendler et al.); the semantic-hub paper's code leaves it off
 for intermediate layers. Our captured states are raw block outputs, so the norm is applied
@@ -11,16 +18,28 @@ exactly once; do not feed HF's last ``hidden_states`` entry (already normed) wit
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
+from hub.lens.energy import TokenEnergy
 from hub.models import HubModel
 
+LayerSpec = Sequence[int] | None
 
-class LogitLens:
-    """Project ``[..., d]`` states to ``[..., vocab]`` logits; chunked to cap memory."""
+
+class Lens(ABC):
+    """Read ``[..., d]`` states at given layers as next-token logits / log-probabilities.
+
+    Subclasses implement :meth:`transform` (and set ``name``); ``needs_layers`` says whether
+    the transform depends on the layer (then every call must say which layers the states are
+    from). The readout methods stream the unembedding in row and vocabulary chunks.
+    """
+
+    name: str = "lens"
+    needs_layers: bool = False
 
     def __init__(self, hm: HubModel, apply_norm: bool = True, max_chunk_bytes: int = 512 * 2**20,
                  vocab_chunk_bytes: int = 5 * 2**20):
@@ -28,7 +47,25 @@ class LogitLens:
         self.apply_norm = apply_norm
         self.max_chunk_bytes = max_chunk_bytes
         self.vocab_chunk_bytes = vocab_chunk_bytes
-        self._energy_m: Tensor | None = None
+        self._energy: TokenEnergy | None = None
+
+    @abstractmethod
+    def transform(self, states: Tensor, layers: LayerSpec = None) -> Tensor:
+        """States at ``layers`` -> states the final norm + unembedding read, same shape.
+
+        ``states [..., layer, d]`` when ``layers`` is given (axis -2 is the layer axis, one
+        label per entry), else ``[..., d]`` from any layer (layer-free lenses only).
+        """
+
+    def _transformed(self, states: Tensor, layers: LayerSpec) -> Tensor:
+        if layers is None:
+            if self.needs_layers:
+                raise ValueError(f"the {self.name} lens depends on the layer: pass layers= (one per entry of "
+                                 "the states' layer axis)")
+        elif states.dim() < 2 or states.shape[-2] != len(layers):
+            raise ValueError(f"layers: {len(layers)} labels for states of shape {tuple(states.shape)}; expected "
+                             "[..., layer, d] with one label per layer")
+        return self.transform(states, layers)
 
     @property
     def weight(self) -> Tensor:
@@ -47,8 +84,9 @@ class LogitLens:
         return h
 
     @torch.no_grad()
-    def logits(self, states: Tensor) -> Tensor:
+    def logits(self, states: Tensor, layers: LayerSpec = None) -> Tensor:
         """``[..., d] -> [..., vocab]`` fp32 logits (softcapped where the config says so)."""
+        states = self._transformed(states, layers)
         shape = states.shape[:-1]
         flat = states.reshape(-1, states.shape[-1])
         out = torch.empty(flat.shape[0], self.hm.vocab_size, dtype=torch.float32)
@@ -94,10 +132,10 @@ class LogitLens:
 
     @torch.no_grad()
     def reduce(self, states: Tensor, token_sets: Sequence[Sequence[Sequence[int]]] | None = None,
-               top_k: int = 0) -> dict[str, Tensor]:
+               top_k: int = 0, layers: LayerSpec = None) -> dict[str, Tensor]:
         """Per state: entropy (bits), optional summed probability of token sets, top-k tokens.
 
-        ``states``: ``[n, layer, d]``; ``token_sets``: per item a list of sets, e.g.
+        ``states``: ``[n, layer, d]`` (from ``layers``, needed by layer-dependent lenses); ``token_sets``: per item a list of sets, e.g.
         ``[[target_ids, english_ids], ...]``. Returns ``entropy [n, layer]``, ``set_prob
         [n, layer, sets]``, ``top_ids``/``top_probs`` ``[n, layer, k]``.
 
@@ -106,6 +144,7 @@ class LogitLens:
         logits nor probabilities are ever materialised: the cost is the stacked matmul plus
         a few passes over cache-resident blocks.
         """
+        states = self._transformed(states, layers)
         n, L, d = states.shape
         R = n * L
         flat = states.reshape(R, d)
@@ -177,13 +216,14 @@ class LogitLens:
         return out
 
     @torch.no_grad()
-    def target_logprob(self, states: Tensor, targets: Tensor) -> Tensor:
+    def target_logprob(self, states: Tensor, targets: Tensor, layers: LayerSpec = None) -> Tensor:
         """log p(target) of each state's next-token distribution, streamed like :meth:`reduce`.
 
         ``states [..., d]``, ``targets [...]`` (vocabulary ids) -> ``[...]`` fp32. The same
         numbers as a log-softmax over full logits (e.g. a perplexity), without the
         ``[rows, vocab]`` tensor.
         """
+        states = self._transformed(states, layers)
         if states.shape[:-1] != targets.shape:
             raise ValueError(f"targets must have shape {tuple(states.shape[:-1])} (states without d); "
                              f"got {tuple(targets.shape)}")
@@ -208,31 +248,31 @@ class LogitLens:
         return out.reshape(targets.shape)
 
     # ----------------------------------------------------------- token energy
-    def _gain(self) -> Tensor:
-        """Effective elementwise gain g of the final norm (handles Gemma's 1 + w)."""
-        norm = self.hm.final_norm
-        if isinstance(norm, torch.nn.LayerNorm):
-            return norm.weight.detach().float()
-        ones = torch.ones(1, self.hm.d_model, dtype=self.weight.dtype, device=self.weight.device)
-        with torch.no_grad():
-            return norm(ones)[0].float()
-
     @torch.no_grad()
-    def token_energy(self, states: Tensor) -> Tensor:
-        """Wendler et al.'s token energy of ``[..., d]`` states -> ``[...]``.
+    def token_energy(self, states: Tensor, layers: LayerSpec = None) -> Tensor:
+        """Wendler et al.'s token energy of the lens's view of ``[..., d]`` states -> ``[...]``
+        (hub.lens.energy; for the logit lens, of the states themselves)."""
+        if self._energy is None:
+            self._energy = TokenEnergy(self.hm)
+        return self._energy(self._transformed(states, layers))
 
-        With U the rows of W_U·diag(g) at unit length and h the unit state:
-        sqrt(mean_v (U_v·h)^2) / sqrt(sum_ij ((U U^T)_ij)^2 / V^2), computed through the
-        d×d matrix M = U^T U, so no V×V or V-wide product per state is needed.
-        """
-        if self._energy_m is None:
-            U = self.weight.detach().float() * self._gain()[None, :]
-            U = U / U.norm(dim=1, keepdim=True).clamp_min(1e-12)
-            M = U.T @ U  # [d, d]
-            V = U.shape[0]
-            self._energy_m = (M / V, M.norm() / V)
-        Mv, denom = self._energy_m
-        h = states.float().to(Mv.device)
-        h = h / h.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        num = torch.einsum("...i,ij,...j->...", h, Mv, h).clamp_min(0).sqrt()
-        return (num / denom).cpu()
+
+LENSES: dict[str, type[Lens]] = {}
+
+
+def register_lens(name: str):
+    """Class decorator: make a lens buildable by name (``make_lens(name, hm)``, a ``lens=`` option)."""
+    def deco(cls: type[Lens]) -> type[Lens]:
+        if name in LENSES and LENSES[name] is not cls:
+            raise ValueError(f"lens name {name!r} is already registered to {LENSES[name].__name__}")
+        cls.name = name
+        LENSES[name] = cls
+        return cls
+    return deco
+
+
+def make_lens(name: str, hm: HubModel, **kwargs) -> Lens:
+    """Build a registered lens for ``hm`` (``apply_norm``, chunk sizes and lens options as kwargs)."""
+    if name not in LENSES:
+        raise KeyError(f"unknown lens {name!r}; registered: {sorted(LENSES)}")
+    return LENSES[name](hm, **kwargs)
