@@ -19,7 +19,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from experiments.regions_common import eval_rows, load_splits
 from hub.context import RunContext
 from hub.neurons import (
     deactivated,
@@ -31,6 +30,7 @@ from hub.neurons import (
 from hub.perplexity import token_windows
 from hub.plots import layer_curves, save_fig
 from hub.regions import region_identity, select_parameters
+from hub.steps.regions import eval_rows, load_splits
 
 
 def run(ctx: RunContext) -> pd.DataFrame:

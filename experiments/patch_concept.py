@@ -33,11 +33,11 @@ from hydra.utils import instantiate
 
 from hub.context import RunContext
 from hub.errors import UserError
+from hub.lens.tokensets import token_set
 from hub.patching import patch_last_token
 from hub.plots import layer_curves
 from hub.readings import layer_ranges, min_prob_of, rule_text
-from hub.readout import mean_ci
-from hub.tokensets import token_set
+from hub.stats import mean_ci
 from modalities.text import load_parallel
 
 SETS = ["Cs in Y", "Cs in B", "Ct in Y", "Ct in B"]
@@ -50,15 +50,15 @@ def run(ctx: RunContext) -> pd.DataFrame:
     tok = hm.tokenizer
     src_task = adapter.lens_task("translation", ex.source.src, ex.source.tgt, tok)  # A -> B, concept Cs
     tgt_task = adapter.lens_task("translation", ex.target.src, ex.target.tgt, tok)  # X -> Y, concept Ct
-    B, Y = src_task.tgt, tgt_task.tgt
+    B, Y = str(ex.source.tgt), str(ex.target.tgt)
     if B == Y:
         raise UserError(f"experiment.source.tgt and experiment.target.tgt are both {B!r}: expected two "
                          "different output languages, or language and concept cannot be told apart")
     words = load_parallel(adapter.words_path, [B, Y], id_column="concept", single_word=True)
     word = {(c, lang): w for lang in (B, Y) for c, w in zip(words.ids, words.column(lang))}
-    src_prompt = dict(zip(src_task.concepts, src_task.prompts))
+    src_prompt = dict(zip(src_task.items, src_task.prompts))
     mean_prompts = _mean_language_prompts(adapter, ex.mean_langs, B, tok)
-    shared = [c for c in tgt_task.concepts if c in src_prompt and all(c in p for p in mean_prompts.values())
+    shared = [c for c in tgt_task.items if c in src_prompt and all(c in p for p in mean_prompts.values())
               and (c, B) in word and (c, Y) in word]
     rng = random.Random(cfg.seed)
     pairs, drops = _make_pairs(shared, word, B, Y, tok, rng)
@@ -67,7 +67,7 @@ def run(ctx: RunContext) -> pd.DataFrame:
     if len(pairs) < 2:
         raise UserError(f"patching: only {len(pairs)} usable concept pairs for {ex.source.src}->{B} into "
                          f"{ex.target.src}->{Y} after dropping {dict(drops)}: expected at least 2")
-    tgt_prompt = dict(zip(tgt_task.concepts, tgt_task.prompts))
+    tgt_prompt = dict(zip(tgt_task.items, tgt_task.prompts))
     targets = [tgt_prompt[ct] for ct, _, _ in pairs]
     sets = [[list(token_set(tok, word[(cs, Y)])), list(token_set(tok, word[(cs, B)])),
              list(token_set(tok, word[(ct, Y)])), list(token_set(tok, word[(ct, B)]))] for ct, cs, _ in pairs]
@@ -103,7 +103,7 @@ def _mean_language_prompts(adapter, langs, B: str, tok) -> dict[str, dict[str, s
         if a == B:
             continue
         lt = adapter.lens_task("translation", a, B, tok)
-        out[a] = dict(zip(lt.concepts, lt.prompts))
+        out[a] = dict(zip(lt.items, lt.prompts))
     if not out:
         raise UserError(f"experiment.mean_langs={list(langs)} holds no language other than {B!r}")
     return out
@@ -131,11 +131,11 @@ def _make_pairs(concepts, word, B, Y, tok, rng) -> tuple[list[tuple[str, str, st
 def _rows(p: np.ndarray, starts: list[int], L: int, source: str) -> pd.DataFrame:
     rows = []
     for s, name in enumerate(SETS):
-        m, lo, hi = mean_ci(p[:, :, s])
+        m, lo, hi = mean_ci(p[:, :, s], bounds=(0.0, 1.0))
         for j, k in enumerate(starts):  # the unpatched run (k = L+1) is reported at the output layer L
             rows.append({"metric": "patched_prob" if k <= L else "unpatched_prob", "lang": name,
                          "layer": min(k, L),
-                         "value": m[j], "ci_low": max(lo[j], 0.0), "ci_high": min(hi[j], 1.0),
+                         "value": m[j], "ci_low": lo[j], "ci_high": hi[j],
                          "n": p.shape[0], "source": source})
     return pd.DataFrame(rows)
 

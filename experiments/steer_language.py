@@ -15,17 +15,17 @@ from __future__ import annotations
 
 import pandas as pd
 import torch
-from scipy.stats import binomtest
 from tqdm.auto import tqdm
 
-from experiments.regions_common import load_splits
-from experiments.steer_common import resolve_layers
 from hub.context import RunContext
 from hub.errors import UserError
 from hub.intervene import Intervention, generate_with
 from hub.language_vectors import LanguageIdentifier, language_vectors
 from hub.perplexity import token_windows
 from hub.plots import save_fig
+from hub.stats import wilson
+from hub.steps.regions import load_splits
+from hub.steps.steering import resolve_layers
 from modalities.text import read_table
 
 
@@ -102,8 +102,7 @@ def _summarise(gens: pd.DataFrame) -> pd.DataFrame:
     for (a, b, kind, k, s), g in gens.groupby(["src", "tgt", "vector", "layer", "scale"]):
         n = len(g)
         for metric, hits in (("rate_tgt", (g["detected"] == b).sum()), ("rate_src", (g["detected"] == a).sum())):
-            ci = binomtest(int(hits), n).proportion_ci(method="wilson")
-            lo, hi = ci.low, ci.high
+            lo, hi = wilson(int(hits), n)
             rows.append({"metric": metric, "src": a, "tgt": b, "vector": kind, "layer": k, "scale": s,
                          "value": hits / n, "ci_low": lo, "ci_high": hi, "n": n})
         nll = g["nll"].dropna()
