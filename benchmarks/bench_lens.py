@@ -6,7 +6,8 @@ Target: our readout (LogitLens.reduce with token sets, entropy) <= 1.1 x the flo
 
 Patchscope (issue 15): decoding one item's states at every layer costs forwards of the
 target prompt (rows = layers, one batched forward per item). Printed per item as a ratio to a
-plain forward of that item (batch 1), batched and one layer per forward (rows_per_forward=1).
+plain forward of that item (its share of the batched capture forward, and alone at batch 1),
+batched and one layer per forward (rows_per_forward=1).
 """
 from __future__ import annotations
 
@@ -78,8 +79,10 @@ def main(argv=None) -> list[dict]:
          "target": ""},
     ]
     print_table(f"lens readout: {args.model}, {n} items x {L} layers, vocab {hm.vocab_size}", rows)
-    print(f"lens/forward = {t_ours / t_fwd:.2f}; patchscope per item / plain forward of the item = "
-          f"{t_ps / t_one:.2f} ({L} layers batched), {t_ps1 / t_one:.2f} (one forward per layer); "
+    per = t_fwd / n  # one item's share of the batched plain forward
+    print(f"lens/forward = {t_ours / t_fwd:.2f}; patchscope per item / plain forward per item (batched; alone) = "
+          f"{t_ps / per:.2f}; {t_ps / t_one:.2f} ({L} layers batched), {t_ps1 / per:.2f}; {t_ps1 / t_one:.2f} "
+          "(one forward per layer); "
           f"target prompt {len(ps.target_ids)} tokens, item {args.tokens} tokens; peak RSS {peak_rss_mb():.0f} MB")
     return rows
 
