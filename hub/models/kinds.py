@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import importlib
 
+import torch
+
 from hub.errors import UserError
 from hub.models.clip import ClipModel
-from hub.models.model import HubModel
+from hub.models.causal_lm import check_states_dtype
+from hub.models.model import HubModel, as_dtype
 
 KINDS: dict[str, str] = {
     "causal_lm": "hub.models.causal_lm",  # AutoModelForCausalLM -> HubModel
@@ -27,7 +30,8 @@ def load_model(path: str, kind: str = "causal_lm", dtype: str = "float32", devic
                name: str | None = None, **options: object) -> HubModel | ClipModel:
     """Load a model of ``kind`` (store name, directory, hub id, or ``tiny:<name>``).
 
-    ``options`` go to the kind's loader (``pretrained`` for clip, ``attn_implementation`` ...).
+    ``options`` go to the kind's loader (``pretrained`` for clip, ``attn_implementation``,
+    and for causal_lm ``device_map`` / ``max_memory`` / ``offload_folder`` / ``states_dtype``).
     """
     if kind not in KINDS:
         raise UserError(f"model.kind={kind!r}: expected one of {', '.join(KINDS)}")
@@ -36,6 +40,11 @@ def load_model(path: str, kind: str = "causal_lm", dtype: str = "float32", devic
         from hub.models.tiny import build_tiny
 
         model = build_tiny(kind, path[len(TINY_PREFIX):])
+        if isinstance(model, HubModel):  # a tiny model honours model.dtype / states_dtype too
+            if as_dtype(dtype) != torch.float32:
+                model.model.to(as_dtype(dtype))
+            if options.get("states_dtype") is not None:
+                model.states_dtype = check_states_dtype(options["states_dtype"])
     else:
         model = importlib.import_module(KINDS[kind]).load(path, dtype=dtype, device=device, **options)
     if name:
