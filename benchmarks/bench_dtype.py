@@ -31,8 +31,8 @@ def dtype_rows(model: str, batch: int, tokens: int, repeats: int, device: str = 
             t = best_of(lambda: m.capture(ids, layers="all", positions="last", batch_size=batch), 1, warmup=0)
             best[dt] = min(best[dt], t) if r else best[dt]  # round 0 = warm-up
     base = best[dtypes[0]]
-    return [{"what": f"capture all layers, {dt}, {device}", "seconds": best[dt],
-             f"{dtypes[0]}_seconds / this": base / best[dt]} for dt in dtypes]
+    return [{"what": f"capture all layers, {dt}, {device}", "seconds": best[dt], "vs": dtypes[0],
+             "ratio": base / best[dt], "note": f"{dtypes[0]} seconds / {dt} seconds"} for dt in dtypes]
 
 
 def main(argv=None) -> list[dict]:
