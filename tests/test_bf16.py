@@ -94,3 +94,17 @@ def test_bf16_lens_computes_in_fp32():
     torch.testing.assert_close(z, want, atol=1e-5, rtol=1e-5)
     bf16_matmul = (h.to(torch.bfloat16) @ low.unembed.weight.T).float()
     assert (bf16_matmul - want).abs().max() > 1e-4  # the check can tell the two apart
+
+
+def test_model_config_keys_reach_the_loader():
+    """``model.dtype`` / ``model.states_dtype`` in a run config reach the loaded model (hub.context)."""
+    from omegaconf import OmegaConf
+
+    from hub.context import get_model
+
+    cfg = OmegaConf.create({"name": "t", "path": "tiny:llama", "dtype": "bfloat16", "states_dtype": "model",
+                            "device_map": None})
+    hm = get_model(cfg)
+    assert hm.dtype == torch.bfloat16 and hm.capture(TEXTS[:1], layers=[1]).dtype == torch.bfloat16
+    cfg32 = OmegaConf.merge(cfg, {"states_dtype": "float32"})
+    assert get_model(cfg32).capture(TEXTS[:1], layers=[1]).dtype == torch.float32  # a separate cache entry

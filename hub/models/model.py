@@ -43,7 +43,15 @@ class Batch:
 
 @dataclass
 class HubModel:
-    """An HF model plus what the framework needs to know about it."""
+    """An HF model plus what the framework needs to know about it.
+
+    Precision: the forward runs in the weights' dtype (``model.dtype``: float32, bfloat16,
+    float16). The upcast to fp32 happens in :meth:`capture`'s hook (``states_dtype``, fp32 by
+    default, or ``"model"`` to keep bf16/fp16 states); the lens upcasts after the final norm
+    (hub.lens.base ``Lens.normed``) and the comparator on entry (hub.metrics.inputs.as_states).
+    Placement: with an accelerate ``device_map`` blocks may sit on several devices or be
+    offloaded; :attr:`device` is the input embedding's device and states come back on the CPU.
+    """
 
     model: nn.Module
     tokenizer: object
