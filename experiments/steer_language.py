@@ -1,0 +1,151 @@
+"""Steering the output language with language vectors (e.g. Schut et al. 2025).
+
+Method. A language vector at layer k is the mean residual state over a language's text (the
+scoring part of the shipped corpus, every token but BOS) minus the mean over all languages.
+To steer prompts written in A towards B we add ``scale * (v(B) - v(A))`` to the output of
+block k at every prompt position and every generated token, generate greedily, and identify
+the language of each continuation with lingua (a detector made for short text). Per
+direction, layer and scale we report the rate of continuations identified as B and as A, and
+the continuations' perplexity under the unsteered model (the price of steering). Controls:
+scale 0 (the unsteered baseline) and a random direction of the same norm. Hub view: the same
+steering with ``v(B) - v(en)``, a vector that knows nothing of A; if the middle layers are an
+English-centred hub, it should steer A's prompts about as well as the native vector.
+"""
+from __future__ import annotations
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from hub.context import RunContext
+from hub.errors import UserError
+from hub.intervene import Intervention, generate_with
+from hub.language_vectors import LanguageIdentifier, language_vectors
+from hub.perplexity import token_windows
+from hub.plots import save_fig
+from hub.stats import wilson
+from hub.steps.regions import load_splits
+from hub.steps.steering import resolve_layers
+from modalities.text import read_table
+
+
+def run(ctx: RunContext) -> pd.DataFrame:
+    cfg, hm = ctx.cfg, ctx.model
+    e = cfg.experiment
+    directions = [(str(a), str(b)) for a, b in e.directions]
+    scoring, _ = load_splits(cfg)
+    langs = list(scoring)
+    for a, b in directions:
+        for lang in (a, b, e.hub_lang):
+            if lang not in langs:
+                raise UserError(f"experiment.directions: language {lang!r} is not in experiment.languages={langs}")
+    layers = resolve_layers(hm, list(e.layers))
+    wins = {lang: token_windows(hm, t, int(e.window), int(e.tokens), name=f"language {lang!r}")
+            for lang, t in scoring.items()}
+    vecs = language_vectors(hm, wins, layers, int(e.batch_size))  # lang -> [layers, d]
+    sentences = read_table(cfg.data.sentences)
+    lid = LanguageIdentifier(langs)
+    rng = torch.Generator().manual_seed(int(cfg.seed))
+    prompts = {a: [str(x) for x in sentences[a].dropna().tolist()[: int(e.n_prompts)]] for a, _ in directions}
+    units = []
+    for a, b in directions:  # scale 0 (unsteered), shared by every vector kind and layer
+        texts = _generate(hm, prompts[a], None, e)
+        units += [_score(hm, prompts[a], texts, lid, a, b, kind, k, 0.0) for kind in e.vectors for k in layers]
+    cells = [(a, b, kind, li, s) for a, b in directions for kind in e.vectors for li in range(len(layers))
+             for s in e.scales if s != 0]
+    for a, b, kind, li, s in tqdm(cells, desc="steer_language", disable=not cfg.progress):
+        v = _direction(vecs, a, b, kind, li, e.hub_lang, rng)
+        texts = _generate(hm, prompts[a], Intervention(v, layers[li], "all", float(s)), e)
+        units.append(_score(hm, prompts[a], texts, lid, a, b, kind, layers[li], float(s)))
+    gens = pd.concat(units, ignore_index=True)
+    gens.to_json(ctx.out / "generations.jsonl", orient="records", lines=True, force_ascii=False)
+    df = ctx.add(_summarise(gens), task="steer_language", modality="text")
+    _report(ctx, df)
+    return df
+
+
+def _direction(vecs, a: str, b: str, kind: str, li: int, hub: str, rng: torch.Generator) -> torch.Tensor:
+    native = vecs[b][li] - vecs[a][li]
+    if kind == "native":
+        return native
+    if kind == "from_hub":
+        return vecs[b][li] - vecs[hub][li]
+    if kind == "random":
+        r = torch.randn(native.shape, generator=rng)
+        return r * native.norm() / r.norm()
+    raise UserError(f"experiment.vectors: unknown kind {kind!r}; expected native, from_hub or random")
+
+
+def _generate(hm, prompts, iv, e) -> list[str]:
+    return generate_with(hm, prompts, iv, max_new_tokens=int(e.max_new_tokens), batch_size=int(e.batch_size))
+
+
+@torch.no_grad()
+def _score(hm, prompts, texts, lid, a, b, kind, layer, scale) -> pd.DataFrame:
+    """One row per continuation: detected language and its NLL under the unsteered model."""
+    rows = []
+    for p, t in zip(prompts, texts):
+        ids = hm.tokenize([p])[0]
+        cont = hm.tokenizer(t, add_special_tokens=False)["input_ids"] if t.strip() else []
+        nll = float("nan")
+        if cont:
+            full = ids + cont
+            logits = hm.forward_batch(hm.collate([full])).logits[0, len(ids) - 1:-1].float()
+            nll = float(torch.nn.functional.cross_entropy(logits, torch.tensor(cont, device=logits.device)))
+        rows.append({"src": a, "tgt": b, "vector": kind, "layer": layer, "scale": scale, "text": t,
+                     "detected": lid(t), "nll": nll})
+    return pd.DataFrame(rows)
+
+
+def _summarise(gens: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for (a, b, kind, k, s), g in gens.groupby(["src", "tgt", "vector", "layer", "scale"]):
+        n = len(g)
+        for metric, hits in (("rate_tgt", (g["detected"] == b).sum()), ("rate_src", (g["detected"] == a).sum())):
+            lo, hi = wilson(int(hits), n)
+            rows.append({"metric": metric, "src": a, "tgt": b, "vector": kind, "layer": k, "scale": s,
+                         "value": hits / n, "ci_low": lo, "ci_high": hi, "n": n})
+        nll = g["nll"].dropna()
+        if len(nll):
+            ppl = float(torch.tensor(nll.to_numpy()).mean().exp())
+            rows.append({"metric": "continuation_ppl", "src": a, "tgt": b, "vector": kind, "layer": k, "scale": s,
+                         "value": ppl, "ci_low": float("nan"), "ci_high": float("nan"), "n": len(nll)})
+    return pd.DataFrame(rows)
+
+
+def _report(ctx: RunContext, df: pd.DataFrame) -> None:
+    import matplotlib.pyplot as plt
+
+    rates = df[df["metric"] == "rate_tgt"]
+    dirs = list(dict.fromkeys(zip(rates["src"], rates["tgt"])))
+    kinds = list(dict.fromkeys(rates["vector"]))
+    fig, axes = plt.subplots(1, len(dirs), figsize=(4.4 * len(dirs), 3.4), squeeze=False, sharey=True)
+    styles = ["-", "--", ":", "-."]
+    for ax, (a, b) in zip(axes[0], dirs):
+        sub = rates[(rates["src"] == a) & (rates["tgt"] == b)]
+        for ki, kind in enumerate(kinds):
+            for li, (k, d) in enumerate(sub[sub["vector"] == kind].groupby("layer")):
+                d = d.sort_values("scale")
+                ax.plot(d["scale"], d["value"], linestyle=styles[ki % 4], marker="os^vD"[li % 5],
+                        color=f"C{li}", label=f"{kind}, layer {k}")
+        ax.set_title(f"{a} prompts, steered to {b}")
+        ax.set_xlabel("scale")
+        ax.set_ylim(0, 1)
+    axes[0][0].set_ylabel("rate identified as target")
+    axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5))
+    path = save_fig(fig, ctx.out / "steer_language_rates.png")
+    lines = []
+    for a, b in dirs:
+        sub = rates[(rates["src"] == a) & (rates["tgt"] == b)]
+        base = sub[sub["scale"] == 0]["value"].max()
+        for kind in kinds:
+            best = sub[(sub["vector"] == kind) & (sub["scale"] != 0)].sort_values("value").tail(1)
+            if len(best):
+                r = best.iloc[0]
+                ppl = df[(df["metric"] == "continuation_ppl") & (df["src"] == a) & (df["tgt"] == b)
+                         & (df["vector"] == kind) & (df["layer"] == r["layer"]) & (df["scale"] == r["scale"])]["value"]
+                lines.append(f"- {a}→{b}, {kind}: best rate {r['value']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}] "
+                             f"at layer {int(r['layer'])}, scale {r['scale']:g} (unsteered {base:.2f}; continuation "
+                             f"perplexity {float(ppl.iloc[0]) if len(ppl) else float('nan'):.1f})")
+    ctx.report.section("Language steering", "Rate of continuations identified as the target language "
+                       "(lingua), with 95% Wilson intervals.\n" + "\n".join(lines), figures=[path])

@@ -1,0 +1,60 @@
+"""Language vectors (mean over a language's tokens minus the mean over languages), language ID,
+and the steer_language experiment end to end on a tiny model."""
+import pandas as pd
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from hub.cli import CONF_DIR, run_job
+from hub.language_vectors import LanguageIdentifier, language_vectors
+from hub.models.tiny import tiny_model
+
+
+def test_language_vectors_are_token_means_minus_the_grand_mean():
+    hm = tiny_model("llama")
+    wins = {"a": hm.tokenize(["The cat sat on the mat.", "A dog"]), "b": hm.tokenize(["Le chat", "Der Hund bellt"])}
+    v = language_vectors(hm, wins, [1, 3], batch_size=1)
+    means = {}
+    for lang, ws in wins.items():
+        toks = []
+        for w in ws:  # one by one, BOS dropped by hand
+            h = hm.capture([w], layers=[1, 3], positions="all")[0]  # [layer, s, d]
+            toks.append(h[:, 1:] if w[0] == hm.tokenizer.bos_token_id else h)
+        means[lang] = torch.cat(toks, 1).mean(1)
+    grand = (means["a"] + means["b"]) / 2
+    for lang in wins:
+        torch.testing.assert_close(v[lang], means[lang] - grand, atol=1e-5, rtol=0)
+    torch.testing.assert_close(v["a"] + v["b"], torch.zeros_like(v["a"]), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="at least 2"):
+        language_vectors(hm, {"a": wins["a"]}, [1])
+
+
+def test_language_identifier_on_short_texts():
+    lid = LanguageIdentifier(["en", "de", "fr", "zh"])
+    assert lid("Der Hund schläft vor der Tür") == "de"
+    assert lid("Le chien dort devant la porte") == "fr"
+    assert lid("狗在门前睡觉") == "zh"
+    assert lid("   ") is None
+    with pytest.raises(ValueError, match="not an ISO 639-1 code"):
+        LanguageIdentifier(["en", "xx"])
+
+
+def test_steer_language_smoke(tmp_path):
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[
+            "model=tiny_llama", "progress=false", "experiment=steer_language", "experiment.languages=[en,de,fr]",
+            "experiment.directions=[[de,fr]]", "experiment.layers=[1,2]", "experiment.scales=[0,4]",
+            "experiment.n_prompts=3", "experiment.max_new_tokens=4", "experiment.tokens=128", "experiment.window=32"])
+    run_job(cfg, tmp_path)
+    df = pd.read_csv(tmp_path / "results.csv")
+    rates = df[df["metric"].isin(["rate_tgt", "rate_src"])]
+    assert set(rates["vector"]) == {"native", "from_hub", "random"}
+    assert set(rates["layer"]) == {1, 2} and set(rates["scale"]) == {0, 4}
+    assert ((rates["value"] >= 0) & (rates["value"] <= 1)).all()
+    assert ((rates["ci_low"] <= rates["value"]) & (rates["value"] <= rates["ci_high"])).all()
+    gens = pd.read_json(tmp_path / "generations.jsonl", lines=True)
+    assert len(gens) == 3 * 3 * 2 * 2  # prompts x vector kinds x layers x scales
+    # scale 0 is one unsteered generation, identical for every vector kind and layer
+    zero = gens[gens["scale"] == 0].groupby(["vector", "layer"])["text"].apply(list)
+    assert all(t == zero.iloc[0] for t in zero)
+    assert "Language steering" in (tmp_path / "report.md").read_text()
