@@ -106,3 +106,8 @@ def test_bad_placement_is_one_clear_line(kw, match):
 def test_placement_kwargs_pass_through():
     kw = placement_kwargs("auto", {"0": "20GiB", "cpu": "60GiB"}, "/tmp/off")
     assert kw == {"device_map": "auto", "max_memory": {0: "20GiB", "cpu": "60GiB"}, "offload_folder": "/tmp/off"}
+
+
+def test_placement_on_another_kind_is_a_clear_error():
+    with pytest.raises(UserError, match="model.device_map is supported for model.kind=causal_lm only"):
+        load_model("tiny:whisper", kind="whisper", device_map="auto")

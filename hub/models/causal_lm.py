@@ -46,7 +46,7 @@ def placement_kwargs(device_map: object = None, max_memory: Mapping | None = Non
 
 def load(path: str, dtype: str = "float32", device: str = "cpu", attn_implementation: str | None = None,
          device_map: object = None, max_memory: Mapping | None = None, offload_folder: str | None = None,
-         states_dtype: str = "float32", **_: object) -> HubModel:
+         **_: object) -> HubModel:
     """A causal LM and its tokenizer from a store name, local directory or hub id."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -62,7 +62,7 @@ def load(path: str, dtype: str = "float32", device: str = "cpu", attn_implementa
     tok = AutoTokenizer.from_pretrained(where)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
-    return HubModel(model, tok, name=str(path), states_dtype=check_states_dtype(states_dtype))
+    return HubModel(model, tok, name=str(path))  # states_dtype is set by hub.models.kinds.load_model
 
 
 def check_states_dtype(value: object) -> str:

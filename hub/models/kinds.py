@@ -24,6 +24,7 @@ KINDS: dict[str, str] = {
     "clip": "hub.models.clip",            # open_clip dual encoder -> ClipModel
 }
 TINY_PREFIX = "tiny:"
+PLACEMENT = ("device_map", "max_memory", "offload_folder")  # accelerate placement: causal_lm only
 
 
 def load_model(path: str, kind: str = "causal_lm", dtype: str = "float32", device: str = "cpu",
@@ -35,18 +36,22 @@ def load_model(path: str, kind: str = "causal_lm", dtype: str = "float32", devic
     """
     if kind not in KINDS:
         raise UserError(f"model.kind={kind!r}: expected one of {', '.join(KINDS)}")
+    placed = [k for k in PLACEMENT if options.get(k) is not None]
+    if placed and kind != "causal_lm":
+        raise UserError(f"model.{placed[0]} is supported for model.kind=causal_lm only (got kind {kind!r}); "
+                        "expected it unset for this model")
+    states_dtype = options.pop("states_dtype", None)
     path = str(path)
     if path.startswith(TINY_PREFIX):
         from hub.models.tiny import build_tiny
 
         model = build_tiny(kind, path[len(TINY_PREFIX):])
-        if isinstance(model, HubModel):  # a tiny model honours model.dtype / states_dtype too
-            if as_dtype(dtype) != torch.float32:
-                model.model.to(as_dtype(dtype))
-            if options.get("states_dtype") is not None:
-                model.states_dtype = check_states_dtype(options["states_dtype"])
+        if isinstance(model, HubModel) and as_dtype(dtype) != torch.float32:  # a tiny model honours model.dtype
+            model.model.to(as_dtype(dtype))
     else:
         model = importlib.import_module(KINDS[kind]).load(path, dtype=dtype, device=device, **options)
+    if isinstance(model, HubModel) and states_dtype is not None:  # every HubModel kind
+        model.states_dtype = check_states_dtype(states_dtype)
     if name:
         model.name = name
     return model
