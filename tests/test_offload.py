@@ -84,7 +84,7 @@ def test_region_edit_on_offloaded_weights_is_a_clear_error(pair):
     with pytest.raises(UserError, match="offloaded by model.device_map"):
         with ablate(off, mask):
             pass
-    kept = f"model.layers.0.mlp.down_proj.weight"  # in memory: edits and restores as before
+    kept = "model.layers.0.mlp.down_proj.weight"  # in memory: edits and restores as before
     w = dict(off.model.named_parameters())[kept]
     before = w.detach().clone()
     with ablate(off, Mask("r", {kept: torch.tensor([0, 1])}, {kept: tuple(w.shape)})):
