@@ -17,7 +17,7 @@ STAMP       := $(VENV)/.semantic-hub-installed
 TEST_STAMP  := $(VENV)/.semantic-hub-test-installed
 PYTEST_ARGS ?=
 
-.PHONY: install install-test model demo test test-all test-unit test-latest constraints bench clean-venv
+.PHONY: install install-test model demo test test-all test-unit test-latest constraints bench clean-venv gpu-check
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -84,3 +84,7 @@ bench: install
 
 clean-venv:
 	rm -rf $(VENV) $(LATEST)
+
+# the big-model path on this machine (README "Big models"): CPU rows always, GPU rows with CUDA
+gpu-check: install
+	$(PY) -m benchmarks.gpu_check $(GPU_CHECK_ARGS)

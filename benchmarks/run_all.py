@@ -42,6 +42,7 @@ SUITES: dict[str, tuple[str, list[str], list[str]]] = {
     "compare": ("benchmarks.bench_compare", [], ["--repeats", "1", "--n", "512"]),
     "cache": ("benchmarks.bench_cache", [], ["--items", "8", "--no-job"]),
     "regions": ("benchmarks.bench_regions", [], ["tokens=128"]),
+    "dtype": ("benchmarks.bench_dtype", [], ["--repeats", "1"]),
     "causal": ("benchmarks.bench_causal", [], ["--repeats", "1", "--tokens", "256"]),
 }
 COLUMNS = ["suite", "what", "seconds", "vs", "ref_s", "ratio", "target", "ok", "peak MB", "note"]

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from hub.cache import ActivationCache, from_config
 from hub.models import HubModel, load_model
@@ -19,6 +19,8 @@ from hub.models.clip import ClipModel
 from hub.report import Report
 from hub.results import tidy, write_results
 
+# model config keys passed to the loader when set (hub/models/causal_lm.py; README "Big models")
+BIG_MODEL_OPTIONS = ("states_dtype", "device_map", "max_memory", "offload_folder")
 _MODEL_CACHE: dict[tuple, HubModel | ClipModel] = {}
 
 
@@ -27,9 +29,12 @@ def get_model(model_cfg: DictConfig, device: str = "cpu") -> HubModel | ClipMode
     (the kind table in hub/models/kinds.py). Experiments take it from ``ctx.model``."""
     kind = str(model_cfg.get("kind", "causal_lm"))
     path, dtype = str(model_cfg.path), str(model_cfg.get("dtype", "float32"))
-    key = (kind, path, dtype, str(model_cfg.get("pretrained")), device)
+    options = {k: model_cfg.get(k) for k in ("pretrained", *BIG_MODEL_OPTIONS) if model_cfg.get(k) is not None}
+    for k in ("device_map", "max_memory"):  # explicit maps arrive as DictConfig
+        if isinstance(options.get(k), DictConfig):
+            options[k] = OmegaConf.to_container(options[k])
+    key = (kind, path, dtype, repr(sorted(options.items())), device)
     if key not in _MODEL_CACHE:
-        options = {"pretrained": model_cfg.get("pretrained")} if model_cfg.get("pretrained") is not None else {}
         _MODEL_CACHE[key] = load_model(path, kind=kind, dtype=dtype, device=device, name=str(model_cfg.name),
                                        **options)
     return _MODEL_CACHE[key]

@@ -74,14 +74,26 @@ class Lens(ABC):
     def _rows_per_chunk(self) -> int:
         return max(1, self.max_chunk_bytes // (4 * self.hm.vocab_size))
 
+    @property
+    def device(self) -> torch.device:
+        """The unembedding's device (its accelerate execution device when its weights are offloaded)."""
+        w = self.weight
+        if w.device.type == "meta":
+            dev = getattr(getattr(self.hm.unembed, "_hf_hook", None), "execution_device", None)
+            return torch.device(dev if dev is not None else "cpu")
+        return w.device
+
     @torch.no_grad()
     def normed(self, states: Tensor) -> Tensor:
-        """Final norm (if on), in the model's dtype, then fp32. ``[..., d] -> [..., d]``."""
-        w = self.weight
-        h = states.to(device=w.device, dtype=w.dtype)
+        """Final norm (if on), in the model's dtype as the model runs it, then fp32. ``[..., d] -> [..., d]``.
+
+        This is where a half-precision model's lens upcasts: the norm's output becomes fp32 and
+        the unembedding matmul (:meth:`_logit_blocks`) runs in fp32 on fp32 weight blocks.
+        """
+        h = states.to(device=self.device, dtype=self.hm.dtype)
         if self.apply_norm:
             h = self.hm.final_norm(h)
-        return h
+        return h.float()
 
     @torch.no_grad()
     def logits(self, states: Tensor, layers: LayerSpec = None) -> Tensor:
@@ -107,14 +119,15 @@ class Lens(ABC):
         """Yield ``(v0, z)`` with ``z [rows, step]`` fp32 logits of vocabulary ids ``v0..``
         for normed states ``h [rows, d]``; a non-Linear unembedding yields one full block."""
         un = self.hm.unembed
-        if not isinstance(un, torch.nn.Linear):
-            yield 0, self._cap(un(h).float())
-            return
         W, b = self.weight, getattr(un, "bias", None)
+        if not isinstance(un, torch.nn.Linear) or W.device.type == "meta":  # offloaded: accelerate's hook loads W
+            yield 0, self._cap(un(h.to(self.hm.dtype)).float())
+            return
         step = step or self._vocab_step(h.shape[0])
-        for v0 in range(0, W.shape[0], step):
-            z = torch.nn.functional.linear(h, W[v0:v0 + step], None if b is None else b[v0:v0 + step])
-            yield v0, self._cap(z.float())
+        for v0 in range(0, W.shape[0], step):  # fp32 matmul: half-precision weight blocks are upcast here
+            Wb = W[v0:v0 + step].float()
+            bb = None if b is None else b[v0:v0 + step].float()
+            yield v0, self._cap(torch.nn.functional.linear(h, Wb, bb))
 
     @staticmethod
     def _shifted_exp(z: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -12,6 +12,9 @@ class LogitLens(Lens):
 
     ``LogitLens(hm).logits(states)`` maps ``[..., d]`` to ``[..., vocab]``; ``reduce`` streams
     token-set probabilities, entropy and top-k over ``[n, layer, d]`` (hub.lens.base).
+    On a bf16/fp16 model the final norm runs in the model's dtype on the unembedding's device,
+    its output is upcast to fp32 and the unembedding matmul runs in fp32 (weight blocks upcast
+    one vocabulary block at a time): the logits are fp32 (``Lens.normed``, ``_logit_blocks``).
     """
 
     def transform(self, states: Tensor, layers: LayerSpec = None) -> Tensor:

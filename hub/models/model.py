@@ -43,7 +43,15 @@ class Batch:
 
 @dataclass
 class HubModel:
-    """An HF model plus what the framework needs to know about it."""
+    """An HF model plus what the framework needs to know about it.
+
+    Precision: the forward runs in the weights' dtype (``model.dtype``: float32, bfloat16,
+    float16). The upcast to fp32 happens in :meth:`capture`'s hook (``states_dtype``, fp32 by
+    default, or ``"model"`` to keep bf16/fp16 states); the lens upcasts after the final norm
+    (hub.lens.base ``Lens.normed``) and the comparator on entry (hub.metrics.inputs.as_states).
+    Placement: with an accelerate ``device_map`` blocks may sit on several devices or be
+    offloaded; :attr:`device` is the input embedding's device and states come back on the CPU.
+    """
 
     model: nn.Module
     tokenizer: object
@@ -51,6 +59,8 @@ class HubModel:
     family: Family | None = None
     # optional activation cache (hub.cache.ActivationCache): consulted by capture when set
     cache: object | None = field(default=None, repr=False, compare=False)
+    # dtype capture hands back (and caches) by default: "float32", or "model" = the weights' dtype
+    states_dtype: str = "float32"
 
     def __post_init__(self) -> None:
         self.family = self.family or family_for(self.model)
@@ -88,7 +98,25 @@ class HubModel:
 
     @property
     def device(self) -> torch.device:
-        return self.unembed.weight.device
+        """Where inputs go: the input embedding's device (with an accelerate ``device_map`` the
+        blocks may sit on other devices; hooks and interventions follow each block's tensors)."""
+        w = self.embed.weight
+        if w.device.type == "meta":  # embedding offloaded by accelerate: its hook runs on the map's device
+            hook = getattr(self.embed, "_hf_hook", None)
+            dev = getattr(hook, "execution_device", None)
+            return torch.device(dev if dev is not None else "cpu")
+        return w.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype the forward runs in (the input embedding's weights)."""
+        return self.embed.weight.dtype
+
+    def resolve_states_dtype(self, dtype: torch.dtype | None = None) -> torch.dtype:
+        """The dtype capture returns: ``dtype`` if given, else ``states_dtype`` (fp32 by default)."""
+        if dtype is not None:
+            return dtype
+        return self.dtype if self.states_dtype == "model" else as_dtype(self.states_dtype)
 
     def check_layers(self, layers: Sequence[int] | str | None) -> list[int]:
         """Normalise a layer selection to a list; 'all'/None = 0..L (hub.layers.select_layers)."""
@@ -200,17 +228,23 @@ class HubModel:
         positions: PositionSpec = "last",
         spans: Sequence[tuple[int, int]] | None = None,
         batch_size: int = 16,
-        dtype: torch.dtype = torch.float32,
+        dtype: torch.dtype | None = None,
         extra: Sequence[dict] | None = None,
         progress: bool = False,
     ) -> Tensor | list[Tensor]:
-        """Residual-stream states at ``layers`` and ``positions``.
+        """Residual-stream states at ``layers`` and ``positions``, on the CPU.
+
+        The forward runs in the model's dtype (``model.dtype``); each state is cast in the hook,
+        on its block's device, to ``dtype`` (default: ``states_dtype``, fp32 unless set to
+        ``"model"``) and then moved to the CPU, so a bf16 or sharded model hands back fp32 CPU
+        states, and that is what the activation cache stores.
 
         Returns ``[n, layer, d]`` for last/mean, ``[n, layer, p, d]`` for explicit indices,
         and for ``"all"`` a list of ``[layer, seq_i, d]`` (padding removed).
         Items are sorted by length for batching; results do not depend on batch composition.
         """
         layer_list = self.check_layers(layers)
+        dtype = self.resolve_states_dtype(dtype)
         ids = self.tokenize(inputs)
         if spans is not None and len(spans) != len(ids):
             raise ValueError(f"spans: got {len(spans)} spans for {len(ids)} inputs")
@@ -237,15 +271,16 @@ class HubModel:
             reader = make_reader(pos_b, batch.lengths, batch.input_ids.shape[1],
                                  spans=[spans[i] for i in chunk] if spans is not None else None,
                                  bos_offsets=batch.bos_offsets)
-            if reader.weights is not None:
-                reader.weights = reader.weights.to(self.device)
-            if reader.index is not None:
-                reader.index = reader.index.to(self.device)
             got: dict[int, Tensor] = {}
 
             def keep(k):
-                def fn(h):
-                    got[k] = reader(h).to(dtype)
+                def fn(h):  # h [b, seq, d] on its block's device (several devices under a device_map)
+                    if reader.weights is not None:
+                        reader.weights = reader.weights.to(h.device)
+                    if reader.index is not None:
+                        reader.index = reader.index.to(h.device)
+                    x = h.to(dtype) if reader.mode == "mean" else h  # pool in the states' dtype
+                    got[k] = reader(x).to(dtype).cpu()
                 return fn
 
             with self.hooks({k: keep(k) for k in layer_list}, stop_after=stop):

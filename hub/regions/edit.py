@@ -15,7 +15,7 @@ import torch.nn as nn
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from hub.errors import UserIndexError
+from hub.errors import UserError, UserIndexError
 from hub.models import HubModel
 from hub.perplexity import batch_nll, token_windows
 from hub.regions.importance import grad_only, select_parameters
@@ -33,6 +33,16 @@ def _flat(p: Tensor) -> Tensor:
     return p.data.view(-1)
 
 
+def check_in_memory(params: Mapping[str, Tensor]) -> None:
+    """Region edits write weights in place: a weight accelerate offloaded (to disk, or to the CPU
+    behind an accelerator) is a ``meta`` placeholder that an in-place edit would silently miss."""
+    off = [n for n, p in params.items() if p.device.type == "meta"]
+    if off:
+        raise UserError(f"region edit: {len(off)} weight(s) are offloaded by model.device_map (e.g. {off[0]}); "
+                        "expected every edited weight in memory: load without disk/CPU offload "
+                        "(no 'disk' in the map, or enough max_memory)")
+
+
 @contextlib.contextmanager
 def edit(hm: HubModel, mask: Mask | None, fn: Callable[[Tensor], Tensor]) -> Iterator[Mask | None]:
     """Replace the masked entries ``v [n]`` by ``fn(v)`` inside; restore them bit-for-bit on exit."""
@@ -41,6 +51,7 @@ def edit(hm: HubModel, mask: Mask | None, fn: Callable[[Tensor], Tensor]) -> Ite
         return
     check_fits(hm, mask)
     params = params_of(hm, mask)
+    check_in_memory(params)
     saved: list[tuple[Tensor, Tensor, Tensor]] = []
     try:
         with torch.no_grad():
