@@ -44,6 +44,7 @@ SHRINK: dict[str, object] = {
 EXTRA: dict[str, list[str]] = {
     "regions_freeze": ["experiment.train_lang=de"],  # among the first two languages
     "steer_code": ["experiment.token_a=5", "experiment.token_b=6"],  # token ids: no whole-word tokens
+    "steer_language": ["experiment.directions=[[de,en]]", "experiment.n_prompts=2"],  # among the first two languages
 }
 # the text adapter's sentences all end in "." (or "。"): a small subsample can leave the layer-0 state
 # at the last token constant across items, which the comparator rejects (CKA undefined); all items
