@@ -163,6 +163,13 @@ def _report(ctx: RunContext, df: pd.DataFrame, pairs, drops, B: str, Y: str, L: 
             f"Ct in B {by['Ct in B']}.")
     src_piv = cur[cur["source"] == "source"].pivot_table(index="layer", columns="lang", values="value")
     moved = src_piv.index[(src_piv["Cs in Y"] >= min_prob) & (src_piv["Cs in Y"] == src_piv.max(axis=1))]
+    lead = src_piv.idxmax(axis=1)[src_piv.max(axis=1) >= min_prob]
+    first = {name: min((int(k) for k, v in lead.items() if v == name), default=None) for name in SETS}
+    if first["Ct in B"] is not None and (first["Cs in B"] is None or first["Ct in B"] < first["Cs in B"]):
+        lines.append(f"Language before concept: from layer {first['Ct in B']} the patch carries the source's output "
+                     f"language B={B} while the target concept stays (Ct in B leads)"
+                     + (f"; the concept follows from layer {first['Cs in B']} (Cs in B leads)."
+                        if first["Cs in B"] is not None else "; the source concept never leads."))
     if len(moved):
         lines.append(f"Concept without language: patching layer(s) {layer_ranges([int(k) for k in moved])} makes "
                      f"the source concept the most likely output in the target's language Y={Y}, the pattern "
