@@ -58,7 +58,7 @@ def test_joblib_parallel_sweep_keeps_results_of_jobs_that_did_not_fail(tmp_path:
     assert "Joblib.Parallel(n_jobs=2" in out
     good, bad = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name[0].isdigit())
     assert (good / "report.md").is_file() and (good / "results.csv").is_file()
-    assert "no tiny config for family" in (bad / "error.txt").read_text() and not (bad / "report.md").exists()
+    assert "tiny:no_such_family: no such tiny model" in (bad / "error.txt").read_text() and not (bad / "report.md").exists()
     assert "1 done, 1 failed" in out and str(bad / "error.txt") in out
     table = pd.read_csv(sweep / "sweep_results.csv")
     assert set(table["job"]) == {good.name} and (sweep / "index.md").is_file()
