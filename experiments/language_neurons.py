@@ -116,7 +116,8 @@ def _heatmap(t: pd.DataFrame, path) -> None:
 
     fig, ax = plt.subplots(figsize=(0.55 * t.shape[1] + 2, 0.45 * t.shape[0] + 1.5))
     z = np.log2(t.to_numpy(dtype=float))
-    im = ax.imshow(z, cmap="Reds", vmin=0, vmax=max(float(np.nanmax(z)), 0.1))  # vmax > 0 even if nothing is hurt
+    top = float(np.nanmax(z)) if z.size else 0.0
+    im = ax.imshow(z, cmap="Reds", vmin=0, vmax=max(top, 0.1))  # vmax > 0 even if nothing is hurt
     ax.set_xticks(range(t.shape[1]), t.columns)
     ax.set_yticks(range(t.shape[0]), [f"off {x}" for x in t.index])
     ax.set_xlabel("evaluated language")
