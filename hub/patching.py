@@ -14,12 +14,23 @@ and written back at layer k is a no-op.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
 
 from hub.models.model import HubModel
+
+
+def last_token_writer(rows: Tensor, values: Tensor) -> Callable[[Tensor], Tensor]:
+    """A ``HubModel.hooks`` body writing ``values [m, d]`` into the last column of the selected
+    batch ``rows`` (bool mask or indices) of ``h [batch, seq, d]``; left padding puts every
+    item's last token there."""
+    def fn(h: Tensor) -> Tensor:
+        h = h.clone()
+        h[rows.to(h.device), -1] = values.to(device=h.device, dtype=h.dtype)
+        return h
+    return fn
 
 
 @torch.no_grad()
@@ -68,14 +79,7 @@ def patch_last_token(
 
         def writer(j: int):
             rows = (k_of <= j) if span is None else (k_of <= j) & (j < k_of + span)  # [b] patched at layer j
-            if not rows.any():
-                return None
-
-            def fn(h: Tensor) -> Tensor:
-                h = h.clone()
-                h[rows, -1] = src[rows.cpu(), j].to(device=h.device, dtype=h.dtype)
-                return h
-            return fn
+            return last_token_writer(rows, src[rows.cpu(), j]) if rows.any() else None
 
         fns = {j: f for j in range(L + 1) if (f := writer(j)) is not None}
         with hm.hooks(fns):

@@ -25,6 +25,7 @@ from torch import Tensor
 from hub.errors import UserError
 from hub.lens.base import LayerSpec, Lens, register_lens
 from hub.models import HubModel
+from hub.patching import last_token_writer
 
 DEFAULT_TARGET = "cat -> cat; 1135 -> 1135; hello -> hello; ?"
 
@@ -87,11 +88,10 @@ class PatchscopeLens(Lens):
         def at(k: int):
             sel = torch.nonzero(writes == k).flatten().to(hm.device)  # rows written at layer k
 
+            write = last_token_writer(sel, rows[sel.cpu()]) if len(sel) else None
+
             def fn(h: Tensor) -> Tensor | None:  # h [rows, seq, d]
-                new = None
-                if len(sel):
-                    new = h.clone()
-                    new[sel, -1] = rows[sel.cpu()].to(device=h.device, dtype=h.dtype)
+                new = write(h) if write is not None else None
                 if k == top:
                     got["h"] = (new if new is not None else h)[:, -1].float().cpu()
                 return new
