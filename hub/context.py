@@ -6,6 +6,7 @@ of a sweep run in one process) and gets the activation cache the config asks for
 """
 from __future__ import annotations
 
+import gc
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +25,11 @@ BIG_MODEL_OPTIONS = ("states_dtype", "device_map", "max_memory", "offload_folder
 _MODEL_CACHE: dict[tuple, HubModel | ClipModel] = {}
 
 
-def get_model(model_cfg: DictConfig, device: str = "cpu") -> HubModel | ClipModel:
+def get_model(model_cfg: DictConfig, device: str = "cpu", keep: int | None = None) -> HubModel | ClipModel:
     """Load (once per process) the model a config names; ``model.kind`` picks the loader
-    (the kind table in hub/models/kinds.py). Experiments take it from ``ctx.model``."""
+    (the kind table in hub/models/kinds.py). Experiments take it from ``ctx.model``.
+    ``keep``: at most this many models stay in memory (the least recently used go first, so a
+    sweep over several big models, run model by model, holds one at a time); None: all."""
     kind = str(model_cfg.get("kind", "causal_lm"))
     path, dtype = str(model_cfg.path), str(model_cfg.get("dtype", "float32"))
     options = {k: model_cfg.get(k) for k in ("pretrained", *BIG_MODEL_OPTIONS) if model_cfg.get(k) is not None}
@@ -34,7 +37,12 @@ def get_model(model_cfg: DictConfig, device: str = "cpu") -> HubModel | ClipMode
         if isinstance(options.get(k), DictConfig):
             options[k] = OmegaConf.to_container(options[k])
     key = (kind, path, dtype, repr(sorted(options.items())), device)
-    if key not in _MODEL_CACHE:
+    if key in _MODEL_CACHE:
+        _MODEL_CACHE[key] = _MODEL_CACHE.pop(key)  # most recently used last
+    else:
+        while keep is not None and _MODEL_CACHE and len(_MODEL_CACHE) >= max(int(keep), 1):
+            _MODEL_CACHE.pop(next(iter(_MODEL_CACHE)))
+            gc.collect()
         _MODEL_CACHE[key] = load_model(path, kind=kind, dtype=dtype, device=device, name=str(model_cfg.name),
                                        **options)
     return _MODEL_CACHE[key]
@@ -60,7 +68,7 @@ class RunContext:
     @property
     def model(self) -> HubModel | ClipModel:
         """The configured model of any kind, with this run's activation cache attached (or none)."""
-        hm = get_model(self.cfg.model, self.cfg.get("device", "cpu"))
+        hm = get_model(self.cfg.model, self.cfg.get("device", "cpu"), keep=self.cfg.get("models_in_memory"))
         hm.cache = self.cache
         return hm
 

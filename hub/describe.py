@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 
 from hub.readings import (DEFAULT_MIN_PROB, compare_curves, curve, layer_ranges, leads_text, pattern_reading,
-                          rule_text)
+                          rule_text, series_leads)
 
 _ranges = layer_ranges
 
@@ -70,3 +70,31 @@ def latent_reading(df: pd.DataFrame, tgt: str, latent: str, min_prob: float = DE
             f"{t.loc[last, 'value']:.3f} and p({latent}) = {e.loc[last, 'value']:.3f}. "
             + leads_text(leads, f"p({latent})", f"p({tgt})") + " "
             + pattern_reading(leads, latent, tgt) + (" " + rule_text(min_prob) if state_rule else ""))
+
+
+def candidates_reading(df: pd.DataFrame, tgt: str, cands: list[str], min_prob: float = DEFAULT_MIN_PROB) -> str:
+    """Which candidate latent language leads the intermediate layers (0 < layer < last): at each
+    layer the candidate with the largest p, when material and its interval is above every other
+    candidate's (hub.readings.series_leads); and which candidates lead the target there."""
+    curves = {c: curve(df, c) for c in cands}
+    leads, low = series_leads(curves, min_prob)
+    layers = sorted(set.intersection(*(set(int(k) for k in c.index) for c in curves.values())))
+    mid = {c: [k for k in leads[c] if layers[0] < k < layers[-1]] for c in cands}
+    t = curve(df, tgt)
+    over_t = {c: [k for k in compare_curves(curves[c], t, min_prob).a if layers[0] < k < layers[-1]] for c in cands}
+    parts = [f"p({c}) leads the other candidates at intermediate layers {layer_ranges(mid[c])} "
+             f"(and leads p({tgt}) at {layer_ranges(over_t[c])})" for c in cands]
+    counts = {c: len(v) for c, v in mid.items()}
+    best = max(cands, key=lambda c: counts[c])
+    if counts[best] == 0:
+        verdict = (f"No candidate ({', '.join(cands)}) leads the others at a material intermediate layer "
+                   f"(p ≥ {min_prob:g}, separated 95% intervals).")
+    elif sum(v == counts[best] for v in counts.values()) > 1:
+        verdict = f"Candidates tie: {', '.join(f'{c} {n}' for c, n in counts.items())} material intermediate layers led."
+    else:
+        verdict = (f"**{best}** leads the most material intermediate layers among the candidates "
+                   f"({counts[best]} of {max(len(layers) - 2, 0)}; "
+                   + ", ".join(f"{c}: {n}" for c, n in counts.items() if c != best) + ").")
+    extra = [f"{c} at {layer_ranges(v)}" for c, v in low.items() if v]
+    note = f" Not counted (leading p < {min_prob:g}): {'; '.join(extra)}." if extra else ""
+    return f"Candidates {', '.join(cands)}: " + "; ".join(parts) + ". " + verdict + note

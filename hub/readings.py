@@ -144,3 +144,31 @@ def leads_text(leads: Leads, a: str, b: str, how: str = "with separated 95% inte
     if extra:
         s += f" Not counted (leading probability < {leads.min_prob:g}): " + "; ".join(extra) + "."
     return s
+
+
+def series_leads(curves: dict[str, pd.DataFrame], min_prob: float = DEFAULT_MIN_PROB,
+                 separated: bool = True) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+    """Which of several curves leads each layer, under the materiality rule.
+
+    At a layer (one all curves have) the curve with the largest value leads when it is
+    material (≥ ``min_prob``) and, with ``separated``, its ``ci_low`` exceeds every other
+    curve's ``ci_high`` (else: strictly above every other value). Returns ``(leads,
+    immaterial)``: per name, the layers it leads, and those it leads below ``min_prob``
+    (not counted). Two curves give :func:`compare_curves`'s ``a``/``b`` lists."""
+    names = list(curves)
+    if len(names) < 2:
+        raise ValueError(f"series_leads: need at least two curves, got {names}")
+    layers = sorted(set.intersection(*(set(int(k) for k in c.index) for c in curves.values())))
+    leads: dict[str, list[int]] = {n: [] for n in names}
+    immaterial: dict[str, list[int]] = {n: [] for n in names}
+    for k in layers:
+        vals = {n: float(curves[n].loc[k, "value"]) for n in names}
+        top = max(names, key=lambda n: vals[n])
+        others = [n for n in names if n != top]
+        if separated:
+            wins = all(float(curves[top].loc[k, "ci_low"]) > float(curves[n].loc[k, "ci_high"]) for n in others)
+        else:
+            wins = all(vals[top] > vals[n] for n in others)
+        if wins:
+            (leads if vals[top] >= min_prob else immaterial)[top].append(k)
+    return leads, immaterial

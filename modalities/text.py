@@ -235,25 +235,33 @@ class TextAdapter(Adapter):
                 )
 
     # ------------------------------------------------------------- lens tasks
-    def lens_task(self, task: str, src: str, tgt: str, tokenizer) -> LensPrompts:
+    def lens_task(self, task: str, src: str, tgt: str, tokenizer,
+                  latents: Sequence[str] | None = None) -> LensPrompts:
         """Build Wendler et al. prompts for ``task`` and the token sets of the answers.
 
         translation: ``n_shots`` random example pairs ``{src}: "x" - {tgt}: "y"`` then the
         query ending ``{tgt}: "``; repetition: the same with src = tgt; cloze: masked
         sentences in ``tgt`` with their answers, then the query sentence. The token sets are
-        named ``[tgt, dominant]`` (target word, its dominant-language translation).
+        named ``[tgt, *latents]`` (target word, then its translation into each candidate latent
+        language; default ``[dominant]``; a candidate equal to ``tgt`` is left out). Items are
+        dropped by Wendler et al.'s filters against the first candidate; a further candidate
+        whose word cannot be read cleanly on an item (empty token set, overlap with the target's
+        or an earlier candidate's set, a substring of the target) gets an empty set there and is
+        counted in ``drops`` as ``candidate <lang> not read: <reason>`` (the item stays).
         """
         if task not in TASKS:
             raise UserError(f"task={task!r}: expected one of {TASKS}")
         if task in ("repetition", "cloze"):
             src = tgt
-        if tgt == self.dominant:
-            raise UserError(f"tgt={tgt!r} is the dominant language; the readout compares the target "
-                             f"language with {self.dominant!r}, so choose another target")
-        for lang in (src, tgt):
+        given = list(dict.fromkeys(latents)) if latents else [self.dominant]
+        cands = [c for c in given if c != tgt]
+        if not cands:
+            raise UserError(f"tgt={tgt!r} is the only candidate latent language ({given}); the readout compares "
+                             f"the target language with another, so choose another target or add a candidate")
+        for lang in (src, tgt, *cands):
             if lang not in self.lang_names:
                 raise UserError(f"no language name for {lang!r}; give one with lang_names={{{lang}: ...}}")
-        langs = list(dict.fromkeys([self.dominant, src, tgt]))
+        langs = list(dict.fromkeys([*cands, src, tgt]))
         table = load_parallel(self.words_path, langs, id_column="concept", single_word=True)
         drops = Counter(table.drops)
         words = {lang: table.column(lang) for lang in langs}
@@ -263,12 +271,13 @@ class TextAdapter(Adapter):
         candidates = [i for i in range(len(table.ids)) if task != "cloze" or table.ids[i] in cloze]
         drops["no cloze sentence"] += len(table.ids) - len(candidates) if task == "cloze" else 0
         for i in [candidates[j] for j in self._limit(len(candidates))]:
-            concept, target, english = table.ids[i], words[tgt][i], words[self.dominant][i]
+            concept, target, english = table.ids[i], words[tgt][i], words[cands[0]][i]
             ts, ls = token_set(tokenizer, target), token_set(tokenizer, english)
             reason = lens_drop_reason(target, english, ts, ls)
             if reason:
                 drops[reason] += 1
                 continue
+            extra = self._extra_sets(tokenizer, cands[1:], words, i, target, ts, [ls], drops)
             if task == "cloze":
                 others = [j for j in range(len(table.ids)) if j != i and table.ids[j] in cloze]
                 if len(others) < self.n_shots:
@@ -286,12 +295,32 @@ class TextAdapter(Adapter):
             prompts.append(prompt)
             concepts.append(concept)
             tsets.append(ts)
-            lsets.append(ls)
+            lsets.append([ls, *extra])
         drops = Counter({k: v for k, v in drops.items() if v})
         self.drops.update({f"{task} {src}->{tgt}: {k}": v for k, v in drops.items()})
         check_min_pairs(len(prompts), f"{task} {src}->{tgt} after dropping {dict(drops)}")
-        return LensPrompts(prompts, [[t, l] for t, l in zip(tsets, lsets)], [tgt, self.dominant], concepts, drops,
+        return LensPrompts(prompts, [[t, *ls] for t, ls in zip(tsets, lsets)], [tgt, *cands], concepts, drops,
                            ids={"task": task, "src": src, "tgt": tgt})
+
+    @staticmethod
+    def _extra_sets(tokenizer, cands: Sequence[str], words: dict, i: int, target: str, ts: frozenset,
+                    earlier: list[frozenset], drops: Counter) -> list[frozenset]:
+        """Token sets of the further candidate latent languages of item ``i``: an empty set (and
+        a ``drops`` count) where one cannot be read cleanly (Wendler et al.'s filters against the
+        target word, or overlap with an earlier candidate's set)."""
+        out = []
+        for c in cands:
+            word = words[c][i]
+            cs = token_set(tokenizer, word)
+            reason = lens_drop_reason(target, word, ts, cs)
+            if reason is None and any(cs & e for e in earlier):
+                reason = "overlaps an earlier candidate's token set"
+            if reason:
+                drops[f"candidate {c} not read: {reason.replace('English', 'candidate')}"] += 1
+                cs = frozenset()
+            out.append(cs)
+            earlier = [*earlier, cs]
+        return out
 
     def _cloze_sentences(self, lang: str) -> dict[str, str]:
         if self.cloze_path is None:

@@ -31,12 +31,15 @@ def lens_readout(
     progress: bool = False,
     energy: bool = True,
     lens: Lens | None = None,
+    skip_empty: bool = False,
 ) -> tuple[pd.DataFrame, dict]:
     """Per-layer ``lang_prob`` (one row group per set name), ``entropy`` and ``token_energy``.
 
     ``token_sets[i]`` holds, for prompt i, one token set per name in ``set_names``.
     Returns tidy rows and the raw per-item arrays (``set_prob [n, layer, sets]`` ...).
-    ``lens`` (default: the logit lens with ``apply_norm``) reads the states.
+    ``lens`` (default: the logit lens with ``apply_norm``) reads the states. ``skip_empty``: an
+    item whose set ``s`` is empty (a candidate that could not be read on it) is left out of set
+    ``s``'s mean, and the row's ``n`` counts the items read; else an empty set reads as p = 0.
     """
     layer_list = hm.check_layers(layers)
     states = hm.capture(list(prompts), layers=layer_list, positions="last", batch_size=batch_size,
@@ -48,9 +51,12 @@ def lens_readout(
     rows = []
     n = len(prompts)
     for s, name in enumerate(set_names):
-        m, lo, hi = mean_ci(set_prob[:, :, s], bounds=(0.0, 1.0))
+        keep = np.array([not skip_empty or len(sets[s]) > 0 for sets in token_sets], dtype=bool)
+        if not keep.any():
+            continue
+        m, lo, hi = mean_ci(set_prob[keep, :, s], bounds=(0.0, 1.0))
         rows += [{"metric": "lang_prob", "lang": name, "layer": k, "value": m[j], "ci_low": lo[j],
-                  "ci_high": hi[j], "n": n} for j, k in enumerate(layer_list)]
+                  "ci_high": hi[j], "n": int(keep.sum())} for j, k in enumerate(layer_list)]
     m, lo, hi = mean_ci(ent, bounds=(0.0, np.inf))
     rows += [{"metric": "entropy", "layer": k, "value": m[j], "ci_low": lo[j], "ci_high": hi[j], "n": n}
              for j, k in enumerate(layer_list)]

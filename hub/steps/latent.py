@@ -11,28 +11,29 @@ from __future__ import annotations
 import pandas as pd
 
 from hub.context import RunContext
-from hub.describe import latent_reading
+from hub.describe import candidates_reading, latent_reading
 from hub.lens.base import Lens
 from hub.lens.readout import lens_readout
 from hub.lens.select import lenses_from_cfg
 from hub.plots import layer_curves
-from hub.readings import min_prob_of
+from hub.readings import min_prob_of, rule_text
 
 
-def latent_language(ctx: RunContext, adapter, task: str, src: str, tgt: str, lens: Lens | None = None
-                    ) -> pd.DataFrame:
-    """p(target) and p(dominant language) per layer at the answer position, for one task,
-    under ``lens`` or else every lens the config selects (``cfg.lens``)."""
+def latent_language(ctx: RunContext, adapter, task: str, src: str, tgt: str, lens: Lens | None = None,
+                    latents: list[str] | None = None) -> pd.DataFrame:
+    """p(target) and p(candidate latent language) per layer at the answer position, for one
+    task, under ``lens`` or else every lens the config selects (``cfg.lens``). ``latents``: the
+    candidate latent languages read next to the target (default: the model's dominant one)."""
     cfg, hm = ctx.cfg, ctx.model
     lenses = {lens.name: lens} if lens is not None else lenses_from_cfg(cfg, hm)
-    lt = adapter.lens_task(task, src, tgt, hm.tokenizer)
-    tgt_name, latent = lt.set_names
+    lt = adapter.lens_task(task, src, tgt, hm.tokenizer, latents=latents)
+    tgt_name, latent, *more = lt.set_names
     src, tgt = lt.ids["src"], lt.ids["tgt"]
     parts = []
     for name, ln in lenses.items():
         rows, _ = lens_readout(hm, lt.prompts, lt.token_sets, lt.set_names, layers=cfg.experiment.layers,
                                apply_norm=cfg.lens_norm, batch_size=cfg.batch_size, progress=cfg.progress,
-                               energy=cfg.experiment.energy, lens=ln)
+                               energy=cfg.experiment.energy, lens=ln, skip_empty=True)
         parts.append(rows.assign(lens=name))
     df = ctx.add(pd.concat(parts, ignore_index=True), task=task, src=src, tgt=tgt, modality="text")
     tag = f"{task}_{src}-{tgt}"
@@ -43,7 +44,7 @@ def latent_language(ctx: RunContext, adapter, task: str, src: str, tgt: str, len
                              title=f"{task} {src}→{tgt} ({names[0]} lens)", ylabel="probability", ylim=(0, 1))]
     else:  # one figure: p(target) and p(latent) under every lens, a distinct style per (language, lens)
         series = probs.assign(series=probs["lang"].astype(str) + " · " + probs["lens"].astype(str) + " lens")
-        order = [f"{lang} · {n} lens" for n in names for lang in (latent, tgt_name)]
+        order = [f"{lang} · {n} lens" for n in names for lang in (latent, *more, tgt_name)]
         figs = [layer_curves(series, ctx.out / f"latent_{tag}_prob_lenses.png", group="series", baseline_col=None,
                              group_order=order, title=f"{task} {src}→{tgt}: {', '.join(names)} lenses",
                              ylabel="probability", ylim=(0, 1))]
@@ -54,8 +55,10 @@ def latent_language(ctx: RunContext, adapter, task: str, src: str, tgt: str, len
                              group_order=[f"{n} lens" for n in names]))
     example = lt.prompts[0].replace("\n", "\n    ")
     min_prob = min_prob_of(cfg)
-    readings = "\n\n".join(f"**{n} lens.** " + latent_reading(df[df["lens"] == n], tgt_name, latent, min_prob,
-                                                                state_rule=(n == names[-1])) for n in names)
+    readings = "\n\n".join(f"**{n} lens.** " + " ".join(
+        [latent_reading(df[df["lens"] == n], tgt_name, c, min_prob, state_rule=False) for c in (latent, *more)]
+        + ([candidates_reading(df[df["lens"] == n], tgt_name, [latent, *more], min_prob)] if more else [])
+        + ([rule_text(min_prob)] if n == names[-1] else [])) for n in names)
     ctx.report.section(
         f"Latent language: {task} {src} → {tgt}",
         f"{len(lt.prompts)} prompts; dropped {dict(lt.drops) or 'none'}. Example prompt:\n\n    {example}\n\n"
