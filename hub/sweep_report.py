@@ -289,7 +289,13 @@ def build(sweep: str | Path, out: str | Path | None = None, with_figures: bool =
     if len(df):
         atomic_write_text(out / "sweep_results.csv", df.to_csv(index=False))
     figs = figures(df, jobs, out) if with_figures else {}
-    return atomic_write_text(out / "index.md", index_page(sweep, jobs, df, figs, out))
+    text = index_page(sweep, jobs, df, figs, out)
+    from hub.depth_report import build_depth
+
+    depth = build_depth(df, jobs, out, with_figures=with_figures)
+    if depth is not None:  # several models: the relative-depth comparison, linked first
+        text = text.replace("\n## Jobs", f"\n- models compared on relative depth: [depth.md]({depth.name})\n\n## Jobs", 1)
+    return atomic_write_text(out / "index.md", text)
 
 
 def main(argv: list[str] | None = None) -> int:

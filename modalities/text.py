@@ -255,9 +255,12 @@ class TextAdapter(Adapter):
             src = tgt
         given = list(dict.fromkeys(latents)) if latents else [self.dominant]
         cands = [c for c in given if c != tgt]
+        if not cands and not latents:
+            raise UserError(f"tgt={tgt!r} is the dominant language; the readout compares the target "
+                             f"language with {self.dominant!r}, so choose another target")
         if not cands:
-            raise UserError(f"tgt={tgt!r} is the only candidate latent language ({given}); the readout compares "
-                             f"the target language with another, so choose another target or add a candidate")
+            raise UserError(f"tgt={tgt!r} is the only candidate latent language (latent_langs={given}); the readout "
+                             "compares the target language with another, so choose another target or add a candidate")
         for lang in (src, tgt, *cands):
             if lang not in self.lang_names:
                 raise UserError(f"no language name for {lang!r}; give one with lang_names={{{lang}: ...}}")
