@@ -16,8 +16,9 @@ CONSTRAINTS := constraints.txt
 STAMP       := $(VENV)/.semantic-hub-installed
 TEST_STAMP  := $(VENV)/.semantic-hub-test-installed
 PYTEST_ARGS ?=
+comma       := ,
 
-.PHONY: install install-test model demo test test-all test-unit test-latest constraints bench clean-venv gpu-check
+.PHONY: install install-test model demo four-models test test-all test-unit test-latest constraints bench clean-venv gpu-check
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +44,16 @@ model: install
 
 demo: model
 	$(VENV)/bin/semantic-hub experiment=demo
+
+# the four-model sweep (README "Four real LMs"): 20 jobs in one process, model by model (each
+# loaded once), then the cross-run report with depth.md; SWEEP_ARGS adds overrides
+# (e.g. model.dtype=bfloat16, as in the measured run)
+FOUR_MODELS ?= smollm2_135m,gemma3_270m,qwen25_coder_05b,qwen25_coder_15b
+four-models: install
+	$(VENV)/bin/semantic-hub-models fetch $(subst $(comma), ,$(FOUR_MODELS))
+	$(VENV)/bin/semantic-hub -m model=$(FOUR_MODELS) \
+	  experiment=scale_crosslingual,scale_latent_language,scale_arithmetic,scale_code,scale_wic \
+	  hydra.sweep.dir=multirun/four_models $(SWEEP_ARGS)
 
 test: $(TEST_STAMP)
 	$(VENV)/bin/semantic-hub-models fetch $(TEST_MODELS)

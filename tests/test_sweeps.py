@@ -24,7 +24,8 @@ from hub.results import REQUIRED
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 # > ~10 s each on a loaded 2-core machine (measured); new experiments run in the fast set until listed
 SLOW: set[str] = {"arithmetic", "audio_similarity", "code", "demo", "image_similarity", "regions_ablation",
-                  "regions_dimensions", "semantics", "similarity", "whisper", "whisper_audio_text", "wic"}
+                  "regions_dimensions", "semantics", "similarity", "whisper", "whisper_audio_text", "wic",
+                  "scale_arithmetic", "scale_code", "scale_crosslingual", "scale_wic"}
 
 # size knobs, set where the composed config has the key (path -> value, or a function of the value)
 SHRINK: dict[str, object] = {
@@ -48,7 +49,7 @@ EXTRA: dict[str, list[str]] = {
 }
 # the text adapter's sentences all end in "." (or "。"): a small subsample can leave the layer-0 state
 # at the last token constant across items, which the comparator rejects (CKA undefined); all items
-for _name in ("crosslingual", "similarity", "demo"):
+for _name in ("crosslingual", "similarity", "demo", "scale_crosslingual"):
     EXTRA.setdefault(_name, []).append("modality.max_items=40")
 _ABSENT = object()
 
