@@ -11,8 +11,9 @@ mean over them). Tables (Markdown in ``depth.md``, full rows in ``depth_peaks.cs
   the relative peak layer (layer/L); crosslingual (11 languages per unit) is summarised per
   unit as the median and range over languages (the CSV keeps every language);
 * latent language: per direction and model, the peak of p(target) and of each candidate
-  latent language, and the layers where each candidate leads the target (materiality rule of
-  hub.readings: leading p ≥ ``min_prob``, separated 95% intervals), in layers and relative depth;
+  latent language, the layers where each candidate leads the target (materiality rule of
+  hub.readings: leading p ≥ ``min_prob``, separated 95% intervals), in layers and relative depth,
+  and the intermediate layers where one candidate leads the others (hub.readings.series_leads);
 * wall time per model (the sum of its jobs' ``elapsed_s``, model loading included).
 """
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hub.readings import DEFAULT_MIN_PROB, compare_curves, layer_ranges
+from hub.readings import DEFAULT_MIN_PROB, compare_curves, layer_ranges, series_leads
 
 # experiment -> headline metrics (rows with a layer); the report draws and tabulates these
 HEADLINE: dict[str, list[str]] = {
@@ -113,6 +114,12 @@ def latent_leads(df: pd.DataFrame, min_prob: float = DEFAULT_MIN_PROB) -> pd.Dat
             row[f"p({lang}) peak"] = f"{e['value'].max():.3f} @ {e['value'].idxmax() / L:.2f}"
             row[f"{lang} leads tgt (layers)"] = layer_ranges(lead)
             row[f"{lang} leads tgt (rel)"] = _rel_ranges(lead, L)
+        cands = {lang: by[lang] for lang in by if lang != tgt}
+        if len(cands) > 1:  # which candidate leads the others (intermediate layers, same rule)
+            lead, _ = series_leads(cands, min_prob)
+            mid = {c: [k for k in v if 0 < k < L] for c, v in lead.items()}
+            row["candidate leading the others (layers)"] = "; ".join(
+                f"{c} {layer_ranges(v)}" for c, v in mid.items() if v) or "none"
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -51,6 +51,7 @@ def test_latent_leads_table(frame):
     # zh at 0.001 never reaches the materiality threshold: it leads nowhere
     assert t.loc[("fam_05b", "fr→de"), "zh leads tgt (layers)"] == "none"
     assert t.loc[("fam_15b", "fr→de"), "p(tgt) last"] == 0.9
+    assert t.loc[("fam_05b", "de→ja"), "candidate leading the others (layers)"] == "en 2"
 
 
 def test_size_pairs():
