@@ -73,10 +73,12 @@ def lens_label(names: Sequence[str]) -> str:
 
 
 def lens_norms(lenses: Mapping[str, Lens]) -> str:
-    """Which lenses apply the final norm, e.g. ``"logit lens: final norm on; patchscope lens: final norm on"``."""
-    return "; ".join(f"{n} lens: final norm {'on' if ln.apply_norm else 'off'}" for n, ln in lenses.items())
+    """Whether each lens applies the final norm, e.g. ``"Final norm: on (logit lens), on (patchscope lens)"``."""
+    return "Final norm: " + ", ".join(f"{'on' if ln.apply_norm else 'off'} ({n} lens)" for n, ln in lenses.items())
 
 
-def per_lens_text(df: pd.DataFrame, reading: Callable[[pd.DataFrame, str], str], sep: str = "\n\n") -> str:
-    """One reading per lens, ``**<name> lens.** <reading of that lens's rows>``, in lens order."""
-    return sep.join(f"**{n} lens.** " + reading(df[df["lens"] == n], n) for n in lens_names(df))
+def per_lens_text(df: pd.DataFrame, reading: Callable[[pd.DataFrame, str], str], block: bool = False) -> str:
+    """One reading per lens, ``**<name> lens.** <reading of that lens's rows>``, in lens order;
+    ``block``: the label on a line of its own (a reading that opens with a table or a list)."""
+    sep = "\n\n" if block else " "
+    return "\n\n".join(f"**{n} lens.**{sep}" + reading(df[df["lens"] == n], n) for n in lens_names(df))
