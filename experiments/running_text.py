@@ -93,13 +93,15 @@ def word_positions(tokenizer, text: str, words: list, drops: Counter) -> list[tu
     return out
 
 
-def running_text_row(d: pd.DataFrame, lang: str, drops: dict, min_prob: float) -> str:
-    """One table row (one language under one lens): how many material middle layers have p(en) > p(actual word) (means, no
-    interval test), with the leads that the materiality rule does not count listed apart."""
+def running_text_row(d: pd.DataFrame, lang: str, drops: dict, min_prob: float, lens: str | None = None) -> str:
+    """One table row (one language; with ``lens``, its name in a cell after the language): how many
+    material middle layers have p(en) > p(actual word) (means, no interval test), with the leads
+    that the materiality rule does not count listed apart."""
     a, e = curve(d, lang), curve(d, "en")
     mid = [k for k in a.index if 0 < k < max(a.index)]
     leads = compare_curves(e.loc[mid], a.loc[mid], min_prob, separated=False)
-    return (f"| {lang} | {d['lens'].iloc[0]} | {int(d['n'].iloc[0])} | {len(leads.a)}/{len(leads.material)} (of {len(mid)}) | "
+    lens_cell = f"{lens} | " if lens is not None else ""
+    return (f"| {lang} | {lens_cell}{int(d['n'].iloc[0])} | {len(leads.a)}/{len(leads.material)} (of {len(mid)}) | "
             f"{layer_ranges(leads.a_immaterial)} | {e.loc[mid, 'value'].max():.3f} (layer "
             f"{int(e.loc[mid, 'value'].idxmax())}) | {a['value'].iloc[-1]:.3f} | {e['value'].iloc[-1]:.3f} | {drops} |")
 
@@ -139,8 +141,8 @@ def run(ctx: RunContext) -> pd.DataFrame:
                        group_order=order, ylabel="probability",
                        title=f"running text: p(actual next word) vs p(English translation), {lens_label(lenses)}")
     min_prob = min_prob_of(cfg)
-    lines = [running_text_row(d, lang, drops_by_lang[lang], min_prob)
-             for (lang, _), d in df.groupby(["src", "lens"], sort=False)]
+    lines = [running_text_row(d, lang, drops_by_lang[lang], min_prob, lens)
+             for (lang, lens), d in df.groupby(["src", "lens"], sort=False)]
     ctx.report.section(
         "Running-text lens: actual next word vs its English translation",
         f"{lens_norms(lenses)}. One row per language and lens.\n\n"
