@@ -125,6 +125,8 @@ def run(ctx: RunContext) -> pd.DataFrame:
                     drops[reason] += 1
                     continue
                 items.append((p, pos, surface, english, ts, es))
+        if ex.get("max_words") is not None:  # the first max_words usable words (a small, quick run)
+            items = items[:int(ex.max_words)]
         drops_by_lang[lang] = dict(drops)
         if len(items) < 4:
             raise UserError(f"running text {lang}: only {len(items)} usable words after drops {dict(drops)}")
@@ -145,7 +147,9 @@ def run(ctx: RunContext) -> pd.DataFrame:
              for (lang, lens), d in df.groupby(["src", "lens"], sort=False)]
     ctx.report.section(
         "Running-text lens: actual next word vs its English translation",
-        f"{lens_norms(lenses)}. One row per language and lens.\n\n"
+        f"{lens_norms(lenses)}. One row per language and lens"
+        + (f"; the first {ex.max_words} usable words per language (experiment.max_words)" if ex.get("max_words") else "")
+        + ".\n\n"
         "| lang | lens | words | material middle layers with p(en) > p(actual) | p(en) > p(actual), not counted "
         f"(p(en) < {min_prob:g}) | max p(en) in the middle | p(actual) last | p(en) last | dropped |\n"
         "|---|---|---|---|---|---|---|---|---|\n" + "\n".join(lines) + "\n\nMiddle layers: 0 < layer < last. A middle "

@@ -25,8 +25,8 @@ from hub.models.tiny import tiny_model
 FAST = ["cache.enabled=false", "metric.n_boot=10"]
 # (experiment, tiny model, size overrides, probability metric, report words of the two-lens run)
 RUNS = [
-    ("running_text", "tiny_llama", ["experiment.languages=[de,zh]"], "lang_prob",
-     ["| de | logit |", "| de | patchscope |", "| zh | patchscope |"]),
+    ("running_text", "tiny_llama", ["experiment.languages=[de,zh]", "experiment.max_words=30"], "lang_prob",
+     ["| de | logit | 30 |", "| de | patchscope | 30 |", "| zh | patchscope | 30 |", "the first 30 usable words"]),
     ("arithmetic", "tiny_llama", ["modality.n_items=12", "modality.languages=[en,zh]",
                                   "modality.lens_languages=[en,zh]", "modality.lens_items=30"], "lang_prob",
      ["Arithmetic: logit and patchscope lenses on c=a op", "**logit lens.**", "**patchscope lens.**"]),
