@@ -1,7 +1,9 @@
 """Capture cost vs its floor, the body-only forward, and a capture job's peak memory.
 
 Per model (``--model gemma3_270m,qwen25_coder_05b``; default Gemma-3-270m), batch 16 x 32
-tokens, model dtype (fp32 by default), CPU. Measured in one run:
+tokens, model dtype (fp32 by default), CPU. Measured in one run, best of ``--repeats``
+interleaved rounds (each round times every variant once, so load drift on a shared machine
+hits all alike):
   full HF forward with logits  |  body-only forward (blocks + final norm, no unembedding)
   capture all layers at the last position   (target <= 1.05 x body)
   capture layers 0..k, k = L/3              (the forward stops after block k: < body)
@@ -42,12 +44,18 @@ def speed_rows(model: str, dtype: str, batch: int, tokens: int, repeats: int) ->
     ids = _ids(hm, batch, tokens)
     b = hm.collate(ids)
     kw = dict(input_ids=b.input_ids, attention_mask=b.attention_mask, position_ids=b.position_ids, use_cache=False)
-    with torch.no_grad():
-        t_full = best_of(lambda: hm.model(**kw), repeats)
-        t_body = best_of(lambda: hm.body(**kw), repeats)
-    t_cap = best_of(lambda: hm.capture(ids, layers="all", positions="last", batch_size=batch), repeats)
     k = max(1, hm.n_layers // 3)
-    t_part = best_of(lambda: hm.capture(ids, layers=list(range(k + 1)), positions="last", batch_size=batch), repeats)
+    fns = {"full": lambda: hm.model(**kw), "body": lambda: hm.body(**kw),
+           "cap": lambda: hm.capture(ids, layers="all", positions="last", batch_size=batch),
+           "part": lambda: hm.capture(ids, layers=list(range(k + 1)), positions="last", batch_size=batch)}
+    best = {name: float("inf") for name in fns}
+    with torch.no_grad():
+        for name, fn in fns.items():  # warm-up
+            fn()
+        for _ in range(repeats):  # interleaved rounds: a drift in machine load hits every variant alike
+            for name, fn in fns.items():
+                best[name] = min(best[name], best_of(fn, 1, warmup=0))
+    t_full, t_body, t_cap, t_part = best["full"], best["body"], best["cap"], best["part"]
     del hm
     gc.collect()
     return [
