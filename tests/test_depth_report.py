@@ -98,3 +98,22 @@ def test_one_model_writes_no_depth_report(tmp_path):
     _job(sweep, 0, "tiny_llama", "scale_latent_language", ["modality.max_items=6", "modality.n_shots=2"])
     build(sweep, with_figures=False)
     assert not (sweep / "depth.md").exists()
+
+
+def test_models_in_memory_keeps_the_most_recent(monkeypatch):
+    """A model-by-model sweep in one process holds one model at a time (models_in_memory: 1)."""
+    import hub.context as context
+
+    loads = []
+    monkeypatch.setattr(context, "_MODEL_CACHE", {})
+    monkeypatch.setattr(context, "load_model", lambda path, **kw: loads.append(path) or object())
+    cfg = {m: OmegaConf.create({"name": m, "path": m}) for m in ("a", "b")}
+    first = context.get_model(cfg["a"], keep=1)
+    assert context.get_model(cfg["a"], keep=1) is first and loads == ["a"]  # loaded once
+    context.get_model(cfg["b"], keep=1)
+    assert list(context._MODEL_CACHE) == [("causal_lm", "b", "float32", "[]", "cpu")]
+    context.get_model(cfg["a"], keep=2)
+    context.get_model(cfg["b"], keep=2)  # still held: no reload
+    assert loads == ["a", "b", "a"] and len(context._MODEL_CACHE) == 2
+    context.get_model(cfg["a"], keep=None)
+    assert len(context._MODEL_CACHE) == 2
