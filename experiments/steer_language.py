@@ -21,7 +21,7 @@ from hub.context import RunContext
 from hub.errors import UserError
 from hub.intervene import Intervention, generate_with
 from hub.language_vectors import LanguageIdentifier, language_vectors
-from hub.perplexity import token_windows
+from hub.perplexity import continuation_nll, token_windows
 from hub.plots import save_fig
 from hub.stats import wilson
 from hub.steps.regions import load_splits
@@ -49,14 +49,15 @@ def run(ctx: RunContext) -> pd.DataFrame:
     prompts = {a: [str(x) for x in sentences[a].dropna().tolist()[: int(e.n_prompts)]] for a, _ in directions}
     units = []
     for a, b in directions:  # scale 0 (unsteered), shared by every vector kind and layer
-        texts = _generate(hm, prompts[a], None, e)
-        units += [_score(hm, prompts[a], texts, lid, a, b, kind, k, 0.0) for kind in e.vectors for k in layers]
+        scored = _score(hm, prompts[a], _generate(hm, prompts[a], None, e), lid, int(e.batch_size))
+        units += [scored.assign(src=a, tgt=b, vector=kind, layer=k, scale=0.0) for kind in e.vectors for k in layers]
     cells = [(a, b, kind, li, s) for a, b in directions for kind in e.vectors for li in range(len(layers))
              for s in e.scales if s != 0]
     for a, b, kind, li, s in tqdm(cells, desc="steer_language", disable=not cfg.progress):
         v = _direction(vecs, a, b, kind, li, e.hub_lang, rng)
-        texts = _generate(hm, prompts[a], Intervention(v, layers[li], "all", float(s)), e)
-        units.append(_score(hm, prompts[a], texts, lid, a, b, kind, layers[li], float(s)))
+        conts = _generate(hm, prompts[a], Intervention(v, layers[li], "all", float(s)), e)
+        units.append(_score(hm, prompts[a], conts, lid, int(e.batch_size))
+                     .assign(src=a, tgt=b, vector=kind, layer=layers[li], scale=float(s)))
     gens = pd.concat(units, ignore_index=True)
     gens.to_json(ctx.out / "generations.jsonl", orient="records", lines=True, force_ascii=False)
     df = ctx.add(_summarise(gens), task="steer_language", modality="text")
@@ -76,25 +77,18 @@ def _direction(vecs, a: str, b: str, kind: str, li: int, hub: str, rng: torch.Ge
     raise UserError(f"experiment.vectors: unknown kind {kind!r}; expected native, from_hub or random")
 
 
-def _generate(hm, prompts, iv, e) -> list[str]:
-    return generate_with(hm, prompts, iv, max_new_tokens=int(e.max_new_tokens), batch_size=int(e.batch_size))
+def _generate(hm, prompts, iv, e) -> list[list[int]]:
+    """Greedy continuations' token ids (one generate call per batch of prompts)."""
+    return generate_with(hm, prompts, iv, max_new_tokens=int(e.max_new_tokens), batch_size=int(e.batch_size),
+                         return_ids=True)
 
 
-@torch.no_grad()
-def _score(hm, prompts, texts, lid, a, b, kind, layer, scale) -> pd.DataFrame:
-    """One row per continuation: detected language and its NLL under the unsteered model."""
-    rows = []
-    for p, t in zip(prompts, texts):
-        ids = hm.tokenize([p])[0]
-        cont = hm.tokenizer(t, add_special_tokens=False)["input_ids"] if t.strip() else []
-        nll = float("nan")
-        if cont:
-            full = ids + cont
-            logits = hm.forward_batch(hm.collate([full])).logits[0, len(ids) - 1:-1].float()
-            nll = float(torch.nn.functional.cross_entropy(logits, torch.tensor(cont, device=logits.device)))
-        rows.append({"src": a, "tgt": b, "vector": kind, "layer": layer, "scale": scale, "text": t,
-                     "detected": lid(t), "nll": nll})
-    return pd.DataFrame(rows)
+def _score(hm, prompts: list[str], conts: list[list[int]], lid, batch_size: int) -> pd.DataFrame:
+    """One row per continuation: its text, detected language and mean NLL under the unsteered
+    model (the generated ids themselves, scored as padded batches; NaN when empty)."""
+    nll = continuation_nll(hm, hm.tokenize(prompts), conts, batch_size=batch_size)
+    texts = [hm.tokenizer.decode(c, skip_special_tokens=True) for c in conts]
+    return pd.DataFrame({"text": texts, "detected": lid.many(texts), "nll": nll.tolist()})
 
 
 def _summarise(gens: pd.DataFrame) -> pd.DataFrame:
