@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 
 from hub.context import RunContext
+from hub.errors import UserError
 from hub.neurons import (
     deactivated,
     firing_counts,
@@ -27,9 +28,10 @@ from hub.neurons import (
     load_neurons,
     save_neurons,
 )
+from hub.neuron_regions import neuron_overlap, region_neuron_share
 from hub.perplexity import token_windows
 from hub.plots import layer_curves, save_fig
-from hub.regions import region_identity, select_parameters
+from hub.regions import MONO_PREFIX, RegionSet, region_identity, select_parameters
 from hub.steps.regions import eval_rows, load_splits
 
 
@@ -66,9 +68,56 @@ def run(ctx: RunContext) -> pd.DataFrame:
             continue
         with deactivated(hm, mask):
             rows += eval_rows(hm, held_out, cfg, deactivated=name, n_off=int(mask.sum()))
+    if e.get("regions_file"):
+        rows += _region_rows(hm, masks, RegionSet.load(e.regions_file, hm))
     df = ctx.add(pd.DataFrame(rows), task="lape")
     _report(ctx, df, langs, n_tok, count_s, thr, L)
+    if e.get("regions_file"):
+        _overlap_report(ctx, df, e.regions_file)
     return df
+
+
+def _region_rows(hm, masks: dict, rs: RegionSet) -> list[dict]:
+    """Overlap of each language's neurons with each monolingual region and the core (hub/neuron_regions.py)."""
+    if not rs.mono():
+        raise UserError("experiment.regions_file has no monolingual regions: expected a file from regions_ablation "
+                        "run with experiment.regions including mono")
+    rows = []
+    for region in [*rs.mono(), "core"]:
+        share = region_neuron_share(hm, rs[region])  # [L, n]
+        for lang, mask in masks.items():
+            o = neuron_overlap(mask, share)
+            for metric in ("overlap", "enrichment"):
+                if not np.isfinite(o[metric]):  # no neurons for this language (or an empty region): no row
+                    continue
+                rows.append({"metric": f"region_{metric}", "lang": lang, "region": region, "value": o[metric],
+                             "chance": o["chance"] if metric == "overlap" else 1.0, "n": o["n_neurons"]})
+    return rows
+
+
+def _overlap_report(ctx: RunContext, df: pd.DataFrame, path) -> None:
+    lines = [f"Regions from {path}. A neuron owns its gate row, up row and down column; a region's share of a "
+             "neuron is the fraction of those entries inside it. *Overlap*: "
+             "the fraction of a language's LAPE neurons N that are among the region's |N| "
+             "highest-share neurons (chance = |N| / all neurons). *Enrichment*: "
+             "the region's mean share over the LAPE neurons / over all neurons (1 = chance)."]
+    tables = {}
+    for metric in ("overlap", "enrichment"):
+        t = df[df["metric"] == f"region_{metric}"].pivot_table(index="lang", columns="region", values="value",
+                                                                 sort=False)
+        tables[metric] = t
+        mono = [c for c in t.columns if c.startswith(MONO_PREFIX) and c[len(MONO_PREFIX):] in t.index]
+        diag = [t.at[c[len(MONO_PREFIX):], c] for c in mono]
+        off = [t.at[r, c] for c in mono for r in t.index if r != c[len(MONO_PREFIX):]]
+        if diag:
+            lines.append(f"- {metric}: own language's monolingual region median {np.nanmedian(diag):.3g} "
+                         f"(per language: " + ", ".join(f"{c[len(MONO_PREFIX):]} {v:.3g}" for c, v in zip(mono, diag))
+                         + f"); other languages' regions median {np.nanmedian(off) if off else float('nan'):.3g}; "
+                         f"core median {np.nanmedian(t['core']):.3g}")
+    chance = df[df["metric"] == "region_overlap"].groupby("lang")["chance"].first()
+    lines.append("- overlap chance level per language: " + ", ".join(f"{k} {v:.2g}" for k, v in chance.items()))
+    ctx.report.section("LAPE neurons vs monolingual regions", "\n".join(lines),
+                       table=tables["overlap"].round(3).reset_index())
 
 
 def _random_like(mask: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
