@@ -6,7 +6,9 @@ To steer prompts written in A towards B we add ``scale * (v(B) - v(A))`` to the 
 block k at every prompt position and every generated token, generate greedily, and identify
 the language of each continuation with lingua (a detector made for short text). Per
 direction, layer and scale we report the rate of continuations identified as B and as A, and
-the continuations' perplexity under the unsteered model (the price of steering). Controls:
+the continuations' perplexity under the unsteered model (the price of steering; repetitive,
+degenerate text is cheap under it too, so we also report the fraction of distinct tokens per
+continuation). Controls:
 scale 0 (the unsteered baseline) and a random direction of the same norm. Hub view: the same
 steering with ``v(B) - v(en)``, a vector that knows nothing of A; if the middle layers are an
 English-centred hub, it should steer A's prompts about as well as the native vector.
@@ -88,7 +90,8 @@ def _score(hm, prompts: list[str], conts: list[list[int]], lid, batch_size: int)
     model (the generated ids themselves, scored as padded batches; NaN when empty)."""
     nll = continuation_nll(hm, hm.tokenize(prompts), conts, batch_size=batch_size)
     texts = [hm.tokenizer.decode(c, skip_special_tokens=True) for c in conts]
-    return pd.DataFrame({"text": texts, "detected": lid.many(texts), "nll": nll.tolist()})
+    distinct = [len(set(c)) / len(c) if c else float("nan") for c in conts]  # low: repetitive, degenerate text
+    return pd.DataFrame({"text": texts, "detected": lid.many(texts), "nll": nll.tolist(), "distinct": distinct})
 
 
 def _summarise(gens: pd.DataFrame) -> pd.DataFrame:
@@ -104,6 +107,11 @@ def _summarise(gens: pd.DataFrame) -> pd.DataFrame:
             ppl = float(torch.tensor(nll.to_numpy()).mean().exp())
             rows.append({"metric": "continuation_ppl", "src": a, "tgt": b, "vector": kind, "layer": k, "scale": s,
                          "value": ppl, "ci_low": float("nan"), "ci_high": float("nan"), "n": len(nll)})
+        dist = g["distinct"].dropna()
+        if len(dist):  # repetitive output also has a low perplexity: this tells the two apart
+            rows.append({"metric": "distinct_tokens", "src": a, "tgt": b, "vector": kind, "layer": k, "scale": s,
+                         "value": float(dist.mean()), "ci_low": float("nan"), "ci_high": float("nan"),
+                         "n": len(dist)})
     return pd.DataFrame(rows)
 
 
@@ -136,10 +144,11 @@ def _report(ctx: RunContext, df: pd.DataFrame) -> None:
             best = sub[(sub["vector"] == kind) & (sub["scale"] != 0)].sort_values("value").tail(1)
             if len(best):
                 r = best.iloc[0]
-                ppl = df[(df["metric"] == "continuation_ppl") & (df["src"] == a) & (df["tgt"] == b)
-                         & (df["vector"] == kind) & (df["layer"] == r["layer"]) & (df["scale"] == r["scale"])]["value"]
+                cell = df[(df["src"] == a) & (df["tgt"] == b) & (df["vector"] == kind) & (df["layer"] == r["layer"])
+                          & (df["scale"] == r["scale"])].set_index("metric")["value"]
                 lines.append(f"- {a}→{b}, {kind}: best rate {r['value']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}] "
                              f"at layer {int(r['layer'])}, scale {r['scale']:g} (unsteered {base:.2f}; continuation "
-                             f"perplexity {float(ppl.iloc[0]) if len(ppl) else float('nan'):.1f})")
+                             f"perplexity {cell.get('continuation_ppl', float('nan')):.1f}, distinct tokens "
+                             f"{cell.get('distinct_tokens', float('nan')):.2f})")
     ctx.report.section("Language steering", "Rate of continuations identified as the target language "
                        "(lingua), with 95% Wilson intervals.\n" + "\n".join(lines), figures=[path])

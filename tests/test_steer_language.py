@@ -74,6 +74,8 @@ def test_steer_language_smoke(tmp_path):
     rates = df[df["metric"].isin(["rate_tgt", "rate_src"])]
     assert set(rates["vector"]) == {"native", "from_hub", "random"}
     assert set(rates["layer"]) == {1, 2} and set(rates["scale"]) == {0, 4}
+    dist = df[df["metric"] == "distinct_tokens"]["value"]
+    assert len(dist) and ((dist > 0) & (dist <= 1)).all()
     assert ((rates["value"] >= 0) & (rates["value"] <= 1)).all()
     assert ((rates["ci_low"] <= rates["value"]) & (rates["value"] <= rates["ci_high"])).all()
     gens = pd.read_json(tmp_path / "generations.jsonl", lines=True)
