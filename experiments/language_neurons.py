@@ -50,7 +50,10 @@ def run(ctx: RunContext) -> pd.DataFrame:
     probs = torch.stack([counts[lang].double() / n_tok[lang] for lang in langs])  # [langs, L, n]
     if e.neurons_file:
         masks = load_neurons(e.neurons_file, expect=ident)
-        thr = float("nan")
+        from safetensors import safe_open
+
+        with safe_open(str(e.neurons_file), "pt") as f:  # the threshold the neurons were selected with
+            thr = float((f.metadata() or {}).get("threshold", "nan"))
     else:
         sel, _, thr = lape_select(probs, float(e.bottom_fraction), e.threshold, float(e.threshold_quantile))
         masks = {lang: sel[i] for i, lang in enumerate(langs)}

@@ -156,3 +156,14 @@ def test_language_neurons_overlap_with_regions_from_regions_ablation(tmp_path):
     assert ((ov["value"] >= 0) & (ov["value"] <= 1)).all()
     assert (df[df["metric"] == "region_enrichment"]["value"].dropna() >= 0).all()
     assert "LAPE neurons vs monolingual regions" in (tmp_path / "n" / "report.md").read_text()
+    # reusing the saved neurons gives the same sets and reports the threshold they were selected with
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        again = compose("config", overrides=[*base, "experiment=language_neurons", "experiment.tokens=256",
+                                             f"experiment.neurons_file={tmp_path / 'n' / 'neurons.safetensors'}"])
+    run_job(again, tmp_path / "m")
+    df2 = pd.read_csv(tmp_path / "m" / "results.csv")
+    n1, n2 = (d[d["metric"] == "n_neurons"]["value"].to_numpy() for d in (df, df2))
+    assert (n1 == n2).all()
+    thr = [line.split("Threshold ")[1].split(";")[0] for p in ("n", "m")
+           for line in (tmp_path / p / "report.md").read_text().splitlines() if "Threshold " in line]
+    assert len(thr) == 2 and thr[0] == thr[1] and thr[0] != "nan"
