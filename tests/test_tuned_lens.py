@@ -161,3 +161,28 @@ def test_published_format_round_trip_and_the_library_layout(tmp_path):
                                                  "num_hidden_layers": L}))
     with pytest.raises(UserError, match="trained for 'big'"):
         TunedLens(hm, path=lib)
+
+
+def test_train_then_read_with_three_lenses(tmp_path):
+    """experiment=train_tuned_lens writes a lens file and a per-layer KL table; latent_language
+    reads with lens=[logit,tuned,patchscope] from that file, and at the last layer all agree."""
+    import pandas as pd
+    from helpers import run_cfg
+
+    train = tmp_path / "train"
+    run_cfg(["experiment=train_tuned_lens", "model=tiny_llama", "cache.enabled=false", "experiment.tokens=768",
+             "experiment.eval_tokens=96", "experiment.window=32", "experiment.fit.steps=30",
+             "experiment.fit.negatives=64", "experiment.log_every=0"], train)
+    kl = pd.read_csv(train / "results.csv")
+    assert set(kl["lens"]) == {"logit", "tuned"} and sorted(kl["layer"].unique()) == [0, 1, 2]
+    assert (train / "tuned_lens_kl.png").exists() and (train / "tuned_lens.safetensors").exists()
+    out = tmp_path / "latent"
+    report = run_cfg(["experiment=latent_language", "model=tiny_llama", "cache.enabled=false",
+                      "lens=[logit,tuned,patchscope]", f"lens.tuned.path={train / 'tuned_lens.safetensors'}",
+                      "modality.max_items=4", "experiment.energy=false"], out)
+    df = pd.read_csv(out / "results.csv")
+    assert list(df["lens"].unique()) == ["logit", "tuned", "patchscope"]
+    p = df[df["metric"] == "lang_prob"].pivot_table(index=["lang", "layer"], columns="lens", values="value")
+    last = p.xs(p.index.get_level_values("layer").max(), level="layer")
+    torch.testing.assert_close(torch.tensor(last["tuned"].to_numpy()), torch.tensor(last["logit"].to_numpy()))
+    assert "**tuned lens.**" in report.read_text()
