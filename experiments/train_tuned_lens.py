@@ -79,7 +79,8 @@ def run(ctx: RunContext) -> pd.DataFrame:
     L = hm.n_layers
     layers = [k for k in hm.check_layers(e.layers) if k < L]
     if not layers:
-        raise UserError(f"experiment.layers={e.layers}: no layer below {L} (layer {L} is the model's output, read as is)")
+        raise UserError(f"experiment.layers={e.layers}: no layer below {L} (layer {L} is the model's output, "
+                        "read as is)")
     fit_cfg = FitConfig(**OmegaConf.to_container(e.fit, resolve=True))
     parts = {name: split_text(t, float(e.eval_fraction), name=f"text {name!r}") for name, t in _texts(cfg).items()}
     t0 = time.time()
@@ -112,7 +113,8 @@ def run(ctx: RunContext) -> pd.DataFrame:
     del tr, targets
     path = lens.save(ctx.out / str(e.lens_file), {
         "train_tokens": n_tr, "train_texts": ",".join(tr_n), "steps": fit_cfg.steps, "top_k": fit_cfg.top_k,
-        "negatives": fit_cfg.negatives, "apply_norm": bool(cfg.lens_norm), "layers_trained": ",".join(map(str, layers))})
+        "negatives": fit_cfg.negatives, "apply_norm": bool(cfg.lens_norm),
+        "layers_trained": ",".join(map(str, layers))})
     df = ctx.add(pd.DataFrame(rows), task="tuned_lens")
     fig = layer_curves(df, ctx.out / "tuned_lens_kl.png", group="lens", baseline_col=None,
                        title=f"held-out KL(final ‖ lens), {hm.name}", ylabel="KL (nats/token)")
@@ -128,9 +130,9 @@ def run(ctx: RunContext) -> pd.DataFrame:
         + (f", full-objective fit {full_s:.0f} s" if full is not None else "") + ".",
         f"Mean over layers: logit lens {kl_logit.mean():.3f}, tuned lens {kl_tuned.mean():.3f} nats"
         + (f", tuned lens with the full objective {kl_full.mean():.3f} nats" if full is not None else "") + ".",
-        f"The tuned lens's held-out KL is lower than the logit lens's at {int((kl_tuned.mean(0) < kl_logit.mean(0)).sum())}"
-        f" of {len(layers)} layers. Lens file: {path.name} (model {hm.name}, weights sha256 "
-        f"{lens.meta['weights_sha256'][:12]}…).",
+        f"The tuned lens's held-out KL is lower than the logit lens's at "
+        f"{int((kl_tuned.mean(0) < kl_logit.mean(0)).sum())} of {len(layers)} layers. Lens file: {path.name} "
+        f"(model {hm.name}, weights sha256 {lens.meta['weights_sha256'][:12]}…).",
     ]
     table = pd.DataFrame({"layer": layers, "logit lens KL": kl_logit.mean(0), "tuned lens KL": kl_tuned.mean(0)})
     if full is not None:

@@ -89,7 +89,8 @@ def test_training_lowers_held_out_kl_at_every_layer(top_k):
     lens = TunedLens.identity(hm)
     layers = list(range(L))
     before = held_out_kl(lens, ev, layers, ev_final).mean(0)
-    torch.testing.assert_close(torch.tensor(before), torch.tensor(held_out_kl(LogitLens(hm), ev, layers, ev_final).mean(0)))
+    logit = held_out_kl(LogitLens(hm), ev, layers, ev_final).mean(0)
+    torch.testing.assert_close(torch.tensor(before), torch.tensor(logit))  # identity = the logit lens
     cfg = FitConfig(steps=150, batch_tokens=128, lr=1e-2, top_k=top_k, negatives=64, layers_per_chunk=2)
     losses = fit(lens, tr, layers, final_targets(hm, tr_final, top_k), cfg, input_ids=tr_tok)
     after = held_out_kl(lens, ev, layers, ev_final).mean(0)

@@ -161,7 +161,8 @@ def _read_ours(p: Path, hm: HubModel, check_weights: bool) -> tuple[Tensor, Tens
         ident = model_identity(hm)
         if meta.get("weights_sha256") != ident["weights_sha256"]:
             raise UserError(f"lens.tuned.path={p} was trained for {made}, {meta.get('dtype')} weights sha256 "
-                            f"{str(meta.get('weights_sha256'))[:12]}…, but {hm.name!r} ({ident['dtype']}) has weights "
+                            f"{str(meta.get('weights_sha256'))[:12]}…, but {hm.name!r} ({ident['dtype']}) has "
+                            "weights "
                             f"{ident['weights_sha256'][:12]}…: a lens for other weights; {TRAIN_HINT}")
     return tensors["A"].float(), tensors["b"].float(), meta
 

@@ -163,7 +163,8 @@ def fit(lens: TunedLens, states: Tensor, layers: list[int], targets: Targets, cf
     warm = max(1, int(cfg.warmup_fraction * cfg.steps))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min((s + 1) / warm, max(0.0, (cfg.steps - s) / max(1, cfg.steps - warm))))
-    chunks = [list(range(i, min(i + cfg.layers_per_chunk, len(layers)))) for i in range(0, len(layers), cfg.layers_per_chunk)]
+    step_l = max(1, int(cfg.layers_per_chunk))
+    chunks = [list(range(i, min(i + step_l, len(layers)))) for i in range(0, len(layers), step_l)]
     losses, perm, at = [], torch.randperm(N, generator=gen), 0
     t0 = time.time()
     try:
