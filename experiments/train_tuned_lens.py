@@ -27,7 +27,7 @@ from hub.errors import UserError, UserFileError
 from hub.lens.tuned import TunedLens
 from hub.lens.tuning import FitConfig, final_targets, fit, held_out_kl
 from hub.perplexity import token_windows
-from hub.plots import layer_curves
+from hub.plots import integer_layer_axis, line_styles, save_fig
 from hub.stats import mean_ci
 from hub.steps.regions import load_texts, split_text
 
@@ -73,6 +73,26 @@ def _kl_rows(kl: np.ndarray, layers: list[int], lens: str) -> list[dict]:
              "n": kl.shape[0]} for j, k in enumerate(layers)]
 
 
+def _figure(df: pd.DataFrame, path: Path, title: str) -> Path:
+    """KL per layer, one line per lens (the project's line styles), 95% CI shaded, log scale:
+    the logit lens's early-layer KL is orders of magnitude above the rest."""
+    import matplotlib.pyplot as plt
+
+    styles = line_styles(df["lens"].unique(), order=["logit", "tuned", "tuned (full objective)"])
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for name, st in styles.items():
+        d = df[df["lens"] == name].sort_values("layer")
+        ax.plot(d["layer"], d["value"], label=f"{name} lens", color=st["color"], ls=st["ls"], marker=st["marker"],
+                markersize=3.5, lw=1.6)
+        ax.fill_between(d["layer"], d["ci_low"].clip(lower=1e-6), d["ci_high"], color=st["color"], alpha=0.15, lw=0)
+    ax.set_yscale("log")
+    integer_layer_axis(ax)
+    ax.set(xlabel="layer", ylabel="KL (nats/token, log scale)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return save_fig(fig, path)
+
+
 def run(ctx: RunContext) -> pd.DataFrame:
     cfg, hm = ctx.cfg, ctx.model
     e = cfg.experiment
@@ -116,8 +136,7 @@ def run(ctx: RunContext) -> pd.DataFrame:
         "negatives": fit_cfg.negatives, "apply_norm": bool(cfg.lens_norm),
         "layers_trained": ",".join(map(str, layers))})
     df = ctx.add(pd.DataFrame(rows), task="tuned_lens")
-    fig = layer_curves(df, ctx.out / "tuned_lens_kl.png", group="lens", baseline_col=None,
-                       title=f"held-out KL(final ‖ lens), {hm.name}", ylabel="KL (nats/token)")
+    fig = _figure(df, ctx.out / "tuned_lens_kl.png", f"held-out KL(final ‖ lens), {hm.name}")
     lines = [
         f"Training: {n_tr} tokens ({', '.join(f'{k} {v}' for k, v in tr_n.items())}), {fit_cfg.steps} steps of "
         f"{fit_cfg.batch_tokens} tokens x {len(layers)} layers, {fit_cfg.optimizer} lr {fit_cfg.lr}; objective: "
