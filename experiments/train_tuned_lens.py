@@ -151,7 +151,7 @@ def run(ctx: RunContext) -> pd.DataFrame:
         + (f", tuned lens with the full objective {kl_full.mean():.3f} nats" if full is not None else "") + ".",
         f"The tuned lens's held-out KL is lower than the logit lens's at "
         f"{int((kl_tuned.mean(0) < kl_logit.mean(0)).sum())} of {len(layers)} layers. Lens file: {path.name} "
-        f"(model {hm.name}, weights sha256 {lens.meta['weights_sha256'][:12]}…).",
+        f"(model {hm.name}, weights checksum {lens.meta['weights_checksum'][:12]}…).",
     ]
     table = pd.DataFrame({"layer": layers, "logit lens KL": kl_logit.mean(0), "tuned lens KL": kl_tuned.mean(0)})
     if full is not None:

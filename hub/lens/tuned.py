@@ -11,8 +11,8 @@ one batched einsum over the layer axis.
 Files.
 - ``tuned_lens.safetensors`` (ours; written by ``experiment=train_tuned_lens``): tensors ``A``,
   ``b``; string metadata naming the model (name, model_type, layers, width, vocabulary,
-  dtype) and the sha256 of its weights (``weights_sha256``). A file made for another model,
-  or for other weights, is refused (one line).
+  dtype) and the checksum of its weights (``weights_checksum``: hub.cache.state_dict_digest).
+  A file made for another model, or for other weights, is refused (one line).
 - The tuned-lens library's published format: a directory with ``config.json``
   (``d_model``, ``num_hidden_layers``, ``bias``, ``base_model_name_or_path``) and
   ``params.pt``, a ``state_dict`` of ``num_hidden_layers`` residual ``nn.Linear`` translators
@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from hub.cache import state_dict_digest
 from hub.errors import UserError, UserFileError
 from hub.lens.base import LayerSpec, Lens, register_lens
 from hub.models import HubModel
@@ -59,13 +60,11 @@ class Translators(nn.Module):
 
 
 def model_identity(hm: HubModel) -> dict[str, str]:
-    """Who a lens belongs to: name, type, shape facts, dtype and the sha256 of all weights."""
-    from hub.regions.importance import weights_checksum  # the project's weights checksum
-
-    params = dict(hm.model.named_parameters())
+    """Who a lens belongs to: name, type, shape facts, dtype and the weights checksum (the
+    activation cache's :func:`hub.cache.state_dict_digest`: every parameter and buffer's bytes)."""
     return {"model": hm.name, "model_type": str(getattr(hm.model.config, "model_type", "?")),
             "n_layers": str(hm.n_layers), "d_model": str(hm.d_model), "vocab_size": str(hm.vocab_size),
-            "dtype": str(hm.dtype).removeprefix("torch."), "weights_sha256": weights_checksum(params)}
+            "dtype": str(hm.dtype).removeprefix("torch."), "weights_checksum": state_dict_digest(hm.model)}
 
 
 @register_lens("tuned")
@@ -159,11 +158,11 @@ def _read_ours(p: Path, hm: HubModel, check_weights: bool) -> tuple[Tensor, Tens
                         f"d={hm.d_model}); {TRAIN_HINT}")
     if check_weights:
         ident = model_identity(hm)
-        if meta.get("weights_sha256") != ident["weights_sha256"]:
-            raise UserError(f"lens.tuned.path={p} was trained for {made}, {meta.get('dtype')} weights sha256 "
-                            f"{str(meta.get('weights_sha256'))[:12]}…, but {hm.name!r} ({ident['dtype']}) has "
+        if meta.get("weights_checksum") != ident["weights_checksum"]:
+            raise UserError(f"lens.tuned.path={p} was trained for {made}, {meta.get('dtype')} weights checksum "
+                            f"{str(meta.get('weights_checksum'))[:12]}…, but {hm.name!r} ({ident['dtype']}) has "
                             "weights "
-                            f"{ident['weights_sha256'][:12]}…: a lens for other weights; {TRAIN_HINT}")
+                            f"{ident['weights_checksum'][:12]}…: a lens for other weights; {TRAIN_HINT}")
     return tensors["A"].float(), tensors["b"].float(), meta
 
 
