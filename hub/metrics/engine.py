@@ -41,14 +41,19 @@ def evaluate(
     perms: Tensor | None,
     null_perms: Tensor | None = None,
     already_centred: bool = False,
+    undefined: str = "raise",
 ) -> dict[str, Res]:
     """All ``metrics`` for preprocessed fp32 ``x: [L, n, dx]``, ``y: [L, n, dy]``.
 
     ``boot_w: [B, n]`` multiplicities for per-item (percentile) CIs, ``boot_w_cka: [Bc, n]``
     for recomputed (normal) CIs; ``perms: [P, n]`` requested item permutations of y;
     ``null_perms``: permutations for metrics without an analytic chance level when ``perms``
-    is None (their baseline is the permutation mean).
+    is None (their baseline is the permutation mean). ``undefined``: where a metric has no
+    value at some layers (see ``Metric.undefined``), ``"raise"`` a ValueError naming them, or
+    keep ``"nan"`` there (a sweep cell then still finishes; the report counts them).
     """
+    if undefined not in ("raise", "nan"):
+        raise ValueError(f"undefined must be 'raise' or 'nan'; got {undefined!r}")
     L, n, _ = x.shape
     specs = sorted((REGISTRY[m] for m in metrics), key=stage)
     needs = set().union(*(s.needs for s in specs))
@@ -77,6 +82,11 @@ def evaluate(
     for spec in specs:
         p = parts[spec.name]
         value, perm = _cat(p, "value"), _cat(p, "perm")
+        bad = ~torch.isfinite(value)
+        if undefined == "raise" and bool(bad.any()):
+            lay = torch.nonzero(bad).flatten().tolist()
+            raise ValueError(f"{spec.name} is undefined at layers (0-based) {lay}: {spec.undefined} "
+                             "(compare(..., undefined='nan') reports NaN there instead)")
         base = _cat(p, "baseline")
         if base is None:
             if spec.chance is not None:

@@ -59,10 +59,17 @@ def _hsic_u(n: int, w: Tensor, S: Tensor, RA: Tensor, RB: Tensor, ad: Tensor, bd
     return t1 + sA * sB / ((n - 1) * (n - 2)) - 2.0 * t3 / (n - 2)
 
 
-def _safe_ratio(num: Tensor, da: Tensor, db: Tensor) -> Tensor:
-    den = da * db
-    out = num / den.clamp_min(torch.finfo(torch.float32).tiny).sqrt()
-    return torch.where(den > 0, out, torch.full_like(out, float("nan")))
+# A self-HSIC at or below this fraction of sum(K * K) is float noise (fp32 leaves ~1e-7 of it
+# where the exact value is 0), so CKA is 0/0 there: undefined, NaN. Exactly 0 happens for the
+# unbiased HSIC when all items but one share a state (no two disjoint pairs of distinct items).
+REL_TOL = 1e-5
+
+
+def _safe_ratio(num: Tensor, da: Tensor, db: Tensor, sa: Tensor, sb: Tensor) -> Tensor:
+    """num / sqrt(da db); NaN where a self-HSIC ``da, db`` is <= REL_TOL of its ``sum K^2`` (``sa, sb``)."""
+    ok = (da > REL_TOL * sa) & (db > REL_TOL * sb)
+    out = num / (da * db).clamp_min(torch.finfo(torch.float32).tiny).sqrt()
+    return torch.where(ok, out, torch.full_like(out, float("nan")))
 
 
 def cka_chunk(
@@ -78,6 +85,7 @@ def cka_chunk(
     kd0, ld0 = kd[..., 0], ld[..., 0]  # [c, n]
     rk, rl = KW[..., 0], LW[..., 0]  # row sums, [c, n]
     one = w[..., :1]
+    s0 = (t["S_kk"][:, :1], t["S_ll"][:, :1])
     perm_terms = []
     if perms is not None and len(perms):
         for p in perms:
@@ -88,12 +96,12 @@ def cka_chunk(
         num = _hsic_b(n, w, t["S_kl"], KW, LW)
         dk = _hsic_b(n, w, t["S_kk"], KW, KW)
         dl = _hsic_b(n, w, t["S_ll"], LW, LW)
-        vals = _safe_ratio(num, dk, dl)
+        vals = _safe_ratio(num, dk, dl, t["S_kk"], t["S_ll"])
         pv = None
         if perm_terms:
             pv = torch.cat(
                 [
-                    _safe_ratio(_hsic_b(n, one, S, rk.unsqueeze(-1), rlp), dk[:, :1], dl[:, :1])
+                    _safe_ratio(_hsic_b(n, one, S, rk.unsqueeze(-1), rlp), dk[:, :1], dl[:, :1], *s0)
                     for S, rlp, _ in perm_terms
                 ],
                 dim=1,
@@ -105,12 +113,12 @@ def cka_chunk(
         num = _hsic_u(n, w, t["S_kl"], KW, LW, kd, ld)
         dk = _hsic_u(n, w, t["S_kk"], KW, KW, kd, kd)
         dl = _hsic_u(n, w, t["S_ll"], LW, LW, ld, ld)
-        vals = _safe_ratio(num, dk, dl)
+        vals = _safe_ratio(num, dk, dl, t["S_kk"], t["S_ll"])
         pv = None
         if perm_terms:
             pv = torch.cat(
                 [
-                    _safe_ratio(_hsic_u(n, one, S, rk.unsqueeze(-1), rlp, kd, ldp), dk[:, :1], dl[:, :1])
+                    _safe_ratio(_hsic_u(n, one, S, rk.unsqueeze(-1), rlp, kd, ldp), dk[:, :1], dl[:, :1], *s0)
                     for S, rlp, ldp in perm_terms
                 ],
                 dim=1,
@@ -129,13 +137,6 @@ def _family(ch: Chunk) -> dict[str, Part]:
         want = {m for m in ("cka", "cka_debiased") if m in o.want}
         out = {}
         for name, (vals, pv, base) in cka_chunk(ch.gram("x"), ch.gram("y"), Wt, o.perms, want).items():
-            bad = ~torch.isfinite(vals[:, 0])
-            if bool(bad.any()):
-                lay = (torch.nonzero(bad).flatten() + ch.s).tolist()
-                raise ValueError(
-                    f"{name} is undefined at layers (0-based) {lay}: x or y has (near) zero "
-                    "variance over items there (HSIC of a representation with itself <= 0)"
-                )
             boot = vals[:, 1:] if o.boot_w_cka is not None else None
             out[name] = Part(vals[:, 0], boot=boot, perm=pv, baseline=base)
         return out
@@ -147,9 +148,12 @@ register(Metric(
     "cka", "cka", "linear CKA, biased HSIC (Kornblith et al. 2019) = the RV coefficient",
     "exact permutation mean tr K tr L / ((n-1) |K| |L|)", None, (0.0, 1.0), _INV,
     lambda ch: _family(ch)["cka"], needs=frozenset({"gram"}), ci="normal", default=True,
+    undefined="x or y has (near) zero variance over items there (its HSIC with itself is ~0)",
 ))
 register(Metric(
     "cka_debiased", "cka", "linear CKA from the unbiased HSIC (Song et al. 2012; Nguyen et al. 2021)",
     "0", None, (float("-inf"), 1.0), _INV, lambda ch: _family(ch)["cka_debiased"],
     needs=frozenset({"gram"}), min_n=4, ci="normal", default=True,
+    undefined=("the unbiased HSIC of x or y with itself is ~0 there (e.g. all items but one share one state, "
+               "or zero variance)"),
 ))

@@ -57,6 +57,8 @@ class Metric:
         ci: ``percentile`` (bootstrap of per-item scores, ``n_boot`` resamples) or ``normal``
             (value +/- z SE over ``n_boot_cka`` exact recomputations on resampled items).
         default: part of :data:`METRICS` (computed when no metric is named).
+        undefined: when the metric has no value (its ``evaluate`` then returns NaN at those
+            layers; the engine raises or, with ``undefined="nan"``, keeps the NaN), in words.
     """
 
     name: str
@@ -74,6 +76,7 @@ class Metric:
     ci: Literal["percentile", "normal"] = "percentile"
     default: bool = False
     null_baseline: bool = False
+    undefined: str = "no finite value"
 
     def __post_init__(self) -> None:
         bad = sorted(set(self.invariances) - set(INVARIANCES))
