@@ -85,4 +85,5 @@ register(Metric(
     frozenset({"orthogonal", "orthogonal_each", "isotropic_scale", "item_scale", "item_permutation"}), _cknna,
     needs=frozenset({"knn", "cos_gram"}), min_n=4, uses_k=True, ci="normal", null_baseline=True,
     undefined="the k-NN-masked HSIC of x or y with itself is <= 0",
+    label="CKNNA (CKA on mutual k-NN pairs)",
 ))

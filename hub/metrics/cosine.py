@@ -66,17 +66,21 @@ register(Metric(
     "cos_adjusted", "cosine", "mean_i cos(x_i, y_i) - mean_{i!=j} cos(x_i, y_j) (Wu et al. 2024, Eq. 1)",
     "0 (paired minus unpaired)", None, (-2.0, 2.0), _COS_INV, lambda ch: _adjusted(_raw(ch)),
     needs=frozenset({"unit"}), same_width=True, default=True,
+    label="cosine, paired − unpaired",
 ))
 register(Metric(
     "cos_centered", "cosine", "cos_adjusted after centring x and y (own means or given x_mean / y_mean)",
     "0", None, (-2.0, 2.0), frozenset({"orthogonal", "isotropic_scale", "translation", "item_permutation"}),
     _centered, needs=frozenset(), same_width=True, default=True,
+    label="cosine after mean-centering, paired − unpaired",
 ))
 register(Metric(
     "cos_paired", "cosine", "mean_i cos(x_i, y_i) (raw: mind anisotropy)", "the unpaired mean cosine",
     None, (-1.0, 1.0), _COS_INV, _paired, needs=frozenset({"unit"}), same_width=True,
+    label="cosine of paired items (raw)",
 ))
 register(Metric(
     "cos_unpaired", "cosine", "mean_{i!=j} cos(x_i, y_j)", "itself", None, (-1.0, 1.0), _COS_INV,
     _unpaired, needs=frozenset({"unit"}), same_width=True,
+    label="cosine of unpaired items (raw)",
 ))

@@ -149,6 +149,7 @@ register(Metric(
     "exact permutation mean tr K tr L / ((n-1) |K| |L|)", None, (0.0, 1.0), _INV,
     lambda ch: _family(ch)["cka"], needs=frozenset({"gram"}), ci="normal", default=True,
     undefined="x or y has (near) zero variance over items there (its HSIC with itself is ~0)",
+    label="linear CKA (biased HSIC)",
 ))
 register(Metric(
     "cka_debiased", "cka", "linear CKA from the unbiased HSIC (Song et al. 2012; Nguyen et al. 2021)",
@@ -156,4 +157,5 @@ register(Metric(
     needs=frozenset({"gram"}), min_n=4, ci="normal", default=True,
     undefined=("the unbiased HSIC of x or y with itself is ~0 there (e.g. all items but one share one state, "
                "or zero variance)"),
+    label="linear CKA (unbiased HSIC)",
 ))

@@ -82,4 +82,5 @@ register(Metric(
     "mean over item permutations of y", None, (0.0, 1.0),
     frozenset({"orthogonal", "orthogonal_each", "isotropic_scale", "translation", "item_permutation"}), _procrustes,
     needs=frozenset({"gram"}), ci="normal", null_baseline=True, undefined="x or y is constant over items there",
+    label="orthogonal Procrustes similarity",
 ))

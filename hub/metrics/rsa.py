@@ -75,4 +75,5 @@ register(Metric(
     frozenset({"orthogonal", "orthogonal_each", "isotropic_scale", "translation", "item_permutation"}), _rsa,
     needs=frozenset({"gram"}), min_n=3, ci="normal", null_baseline=True,
     undefined="all distances of x or y are equal there",
+    label="RSA (Spearman correlation of the RDMs)",
 ))
