@@ -16,6 +16,9 @@ from hub.metrics.registry import Metric, register
 from hub.metrics.shared import Chunk, Part
 
 
+ROWS = 128  # row block of the HSIC sums: a [ROWS, n] slice of K, L and K*L stays in cache
+
+
 def _hsic_terms(
     K: Tensor, Lg: Tensor, Wt: Tensor
 ) -> dict[str, Tensor]:
@@ -24,20 +27,35 @@ def _hsic_terms(
     ``K, Lg: [c, n, n]`` centred Grams. A weight vector w (item multiplicities) stands for
     the resample that repeats item i w_i times; w = 1 is the sample itself.
     Returns the pieces [c, B] needed by :func:`_hsic_b` and :func:`_hsic_u`.
+
+    One pass over the Grams, a block of ``ROWS`` rows of one layer at a time (the products
+    stay in cache instead of three [c, n, n] temporaries). The quadratic forms w'(K*L)w,
+    w'(K*K)w, w'(L*L)w read only the upper block triangle (they are symmetric): twice the
+    blocks right of the diagonal block plus the diagonal block once.
     """
+    c, n, _ = K.shape
+    B = Wt.shape[1]
     w = Wt.unsqueeze(0)  # [1, n, B]
     kd = K.diagonal(dim1=1, dim2=2).unsqueeze(-1)  # [c, n, 1]
     ld = Lg.diagonal(dim1=1, dim2=2).unsqueeze(-1)
-    KW = torch.matmul(K, Wt)  # [c, n, B]
-    LW = torch.matmul(Lg, Wt)
-    tmp = torch.mul(K, Lg)
-    S_kl = (torch.matmul(tmp, Wt) * w).sum(1)
-    torch.mul(K, K, out=tmp)
-    S_kk = (torch.matmul(tmp, Wt) * w).sum(1)
-    torch.mul(Lg, Lg, out=tmp)
-    S_ll = (torch.matmul(tmp, Wt) * w).sum(1)
-    del tmp
-    return {"w": w, "kd": kd, "ld": ld, "KW": KW, "LW": LW, "S_kl": S_kl, "S_kk": S_kk, "S_ll": S_ll}
+    KW = torch.empty(c, n, B, dtype=K.dtype, device=K.device)  # K w, all rows
+    LW = torch.empty_like(KW)
+    S = torch.zeros(3, c, B, dtype=torch.float64, device=K.device)  # sums of many blocks: fp64
+    tmp = torch.empty(min(ROWS, n), n, dtype=K.dtype, device=K.device)
+    for layer in range(c):
+        for r in range(0, n, ROWS):
+            e = min(r + ROWS, n)
+            kb, lb = K[layer, r:e], Lg[layer, r:e]  # [rows, n]
+            torch.mm(kb, Wt, out=KW[layer, r:e])
+            torch.mm(lb, Wt, out=LW[layer, r:e])
+            wr = Wt[r:e]
+            for i, (a, b) in enumerate(((kb, lb), (kb, kb), (lb, lb))):
+                t = torch.mul(a[:, r:], b[:, r:], out=tmp[: e - r, : n - r])  # upper part of rows r:e
+                right = (t[:, e - r:] @ Wt[e:]) * wr  # blocks right of the diagonal: twice
+                diag = (t[:, : e - r] @ wr) * wr  # the diagonal block: once
+                S[i, layer] += (2.0 * right.sum(0, dtype=torch.float64) + diag.sum(0, dtype=torch.float64))
+    S = S.to(K.dtype)
+    return {"w": w, "kd": kd, "ld": ld, "KW": KW, "LW": LW, "S_kl": S[0], "S_kk": S[1], "S_ll": S[2]}
 
 
 def _hsic_b(n: int, w: Tensor, S: Tensor, RA: Tensor, RB: Tensor) -> Tensor:
