@@ -145,10 +145,8 @@ def compare(
             ``"permutation"``: mean score over ``n_perm`` random item shufflings of y.
             Metrics with no analytic chance level (``cknna``, ``procrustes``, ``rsa``) always
             take the permutation mean over ``n_perm`` shufflings as their baseline.
-        undefined: a metric with no value at a layer (e.g. debiased CKA when all items but
-            one share a state: its self-HSIC is 0) raises (``"raise"``) or gets ``value``,
-            ``ci_low`` and ``ci_high`` NaN in that row (``"nan"``: what the experiments use, so
-            one undefined cell does not stop a sweep; the run's report counts such rows).
+        undefined: where a metric has no value at a layer (registry ``Metric.undefined``),
+            raise (``"raise"``) or give NaN value and CI in that row (``"nan"``, as the experiments do).
 
     Returns:
         DataFrame with columns ``metric, layer, value, baseline, ci_low, ci_high, n``.
