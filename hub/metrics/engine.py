@@ -70,8 +70,9 @@ def evaluate(
     chunk = max(1, CHUNK_BYTES // (n * n * 4)) if gram_like else L
     last_self = max((i for i, s in enumerate(specs) if stage(s) < 2), default=-1)
     parts: dict[str, list[Part]] = {s.name: [] for s in specs}
+    ws: dict[str, Tensor] = {}  # n x n buffers reused by every chunk
     for s in range(0, L, chunk):
-        ch = Chunk(x, y, xn, yn, s, min(s + chunk, L), opts)
+        ch = Chunk(x, y, xn, yn, s, min(s + chunk, L), opts, ws=ws)
         for i, spec in enumerate(specs):
             parts[spec.name].append(spec.evaluate(ch))
             if i == last_self:
