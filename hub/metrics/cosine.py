@@ -32,7 +32,7 @@ def cos_items(xn: Tensor, yn: Tensor, perms: Tensor | None) -> dict[str, tuple[T
 
 
 def _raw(ch: Chunk) -> dict[str, tuple[Tensor, Tensor | None]]:
-    return ch.cached("cos", lambda: cos_items(ch.xn[ch.s : ch.e], ch.yn[ch.s : ch.e], ch.opts.perms))
+    return ch.cached("cos", lambda: cos_items(ch.unit("x"), ch.unit("y"), ch.opts.perms))
 
 
 def _adjusted(c: dict[str, tuple[Tensor, Tensor | None]]) -> Part:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from hub.metrics.inputs import MeanLike, resolve_mean, unit
+from hub.metrics.inputs import MeanLike, resolve_mean, row_norms
 from hub.metrics.registry import REGISTRY, stage
 from hub.metrics.resampling import Res
 from hub.metrics.shared import Chunk, Options, Part
@@ -57,8 +57,10 @@ def evaluate(
     L, n, _ = x.shape
     specs = sorted((REGISTRY[m] for m in metrics), key=stage)
     needs = set().union(*(s.needs for s in specs))
-    xn = unit(x, "x") if needs & {"unit", "cross"} else None
-    yn = unit(y, "y") if needs & {"unit", "cross"} else None
+    # row lengths [L, n, 1] (checked once); each chunk divides its own layers by them, so no
+    # [L, n, d] copy of unit rows is allocated
+    xn = row_norms(x, "x") if needs & {"unit", "cross"} else None
+    yn = row_norms(y, "y") if needs & {"unit", "cross"} else None
     xm = ym = None
     if "cos_centered" in metrics and not already_centred:
         xm, ym = resolve_mean(x_mean, x, "x_mean"), resolve_mean(y_mean, y, "y_mean")

@@ -95,9 +95,9 @@ def topk_indices(M: Tensor, k: int) -> Tensor:
 class Chunk:
     """Layers ``s:e`` of x and y with their shared quantities, each computed on first use.
 
-    ``x, y: [L, n, d]`` fp32 (preprocessed); ``xn, yn``: unit rows of all layers (or None
-    when no metric needs them). Metrics read ``xs, ys`` (this chunk, ``[c, n, d]``) and call
-    :meth:`gram`, :meth:`knn`, :meth:`cos_gram`, :meth:`cross`, :meth:`cached`.
+    ``x, y: [L, n, d]`` fp32 (preprocessed); ``xn, yn``: their row lengths ``[L, n, 1]`` (or
+    None when no metric needs unit rows). Metrics read ``xs, ys`` (this chunk, ``[c, n, d]``) and call
+    :meth:`unit`, :meth:`gram`, :meth:`knn`, :meth:`cos_gram`, :meth:`cross`, :meth:`cached`.
     """
 
     x: Tensor
@@ -136,6 +136,13 @@ class Chunk:
         if key not in self.memo:
             self.memo[key] = fn()
         return self.memo[key]
+
+    def unit(self, side: str) -> Tensor:
+        """Unit rows ``[c, n, d]`` of this chunk's x or y."""
+        def make() -> Tensor:
+            t, norm = (self.xs, self.xn) if side == "x" else (self.ys, self.yn)
+            return t / norm[self.s : self.e]
+        return self.cached("unit_" + side, make)  # type: ignore[return-value]
 
     def centred(self, side: str) -> tuple[Tensor, Tensor]:
         """(item mean ``[c, 1, d]``, centred states ``[c, n, d]``) of side ``x`` or ``y``."""
@@ -198,7 +205,7 @@ class Chunk:
         def make() -> Tensor:
             # the x Gram's buffer once the Grams are released (stage order), else its own
             key = "cross" if "gram_x" in self.memo else "gram_x"
-            return torch.bmm(self.xn[self.s : self.e], self.yn[self.s : self.e].transpose(1, 2), out=self.buffer(key))
+            return torch.bmm(self.unit("x"), self.unit("y").transpose(1, 2), out=self.buffer(key))
         return self.cached("cross", make)  # type: ignore[return-value]
 
     def release_grams(self) -> None:
