@@ -17,14 +17,14 @@ def cos_items(xn: Tensor, yn: Tensor, perms: Tensor | None) -> dict[str, tuple[T
     """Per-item paired / unpaired cosines ``[c, n]`` from unit rows ``[c, n, d]``, plus their
     means under each permutation of y's items ``[c, P]``."""
     n = xn.shape[1]
-    paired = (xn * yn).sum(-1)
+    paired = torch.linalg.vecdot(xn, yn)  # no [c, n, d] temporary
     rows = (xn @ yn.sum(1).unsqueeze(-1)).squeeze(-1)  # sum_j cos(x_i, y_j)
     unpaired = (rows - paired) / (n - 1)
     pp = pu = None
     if perms is not None and len(perms):
         ps, us = [], []
         for p in perms:
-            pr = (xn * yn[:, p]).sum(-1)
+            pr = torch.linalg.vecdot(xn, yn[:, p])
             ps.append(pr.mean(1))
             us.append(((rows - pr) / (n - 1)).mean(1))
         pp, pu = torch.stack(ps, 1), torch.stack(us, 1)
@@ -53,7 +53,9 @@ def _unpaired(ch: Chunk) -> Part:
 
 def _centered(ch: Chunk) -> Part:
     o = ch.opts
-    if o.x_mean is None:  # x, y were centred globally (compare(center=True)): don't centre twice
+    if o.own_mean:  # each side's own item mean: the chunk's centred states (shared with the Grams)
+        xc, yc = unit(ch.centred("x")[1], "centred x"), unit(ch.centred("y")[1], "centred y")
+    elif o.x_mean is None:  # x, y were centred globally (compare(center=True)): don't centre twice
         xc, yc = unit(ch.xs, "centred x"), unit(ch.ys, "centred y")
     else:  # temporaries: normalise in place
         xc = unit(ch.xs - o.x_mean[ch.s : ch.e], "centred x", True)

@@ -62,11 +62,12 @@ def evaluate(
     xn = row_norms(x, "x") if needs & {"unit", "cross"} else None
     yn = row_norms(y, "y") if needs & {"unit", "cross"} else None
     xm = ym = None
-    if "cos_centered" in metrics and not already_centred:
+    own = "cos_centered" in metrics and not already_centred and x_mean is None and y_mean is None
+    if "cos_centered" in metrics and not already_centred and not own:
         xm, ym = resolve_mean(x_mean, x, "x_mean"), resolve_mean(y_mean, y, "y_mean")
     opts = Options(
         k=k, csls=csls, csls_k=csls_k, want=frozenset(metrics), boot_w_cka=boot_w_cka, perms=perms,
-        null_perms=perms if perms is not None else null_perms, x_mean=xm, y_mean=ym,
+        null_perms=perms if perms is not None else null_perms, x_mean=xm, y_mean=ym, own_mean=own,
     )
     gram_like = needs & {"gram", "knn", "cos_gram", "cross"}
     chunk = max(1, CHUNK_BYTES // (n * n * 4)) if gram_like else L

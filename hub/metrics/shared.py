@@ -49,6 +49,7 @@ class Options:
     null_perms: Tensor | None = None  # perms, or default ones for metrics without analytic chance
     x_mean: Tensor | None = None  # [L, 1, d] centring for cos_centered (None: already centred)
     y_mean: Tensor | None = None
+    own_mean: bool = False  # cos_centered centres each side by its own item mean (Chunk.centred)
 
 
 def sym_gram(a: Tensor, bs: int = 512, tile: int = 128, out: Tensor | None = None) -> Tensor:
