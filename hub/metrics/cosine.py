@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from hub.metrics.inputs import unit
+from hub.metrics.inputs import row_norms, unit
 from hub.metrics.registry import Metric, register
 from hub.metrics.shared import Chunk, Part
 
@@ -51,10 +51,16 @@ def _unpaired(ch: Chunk) -> Part:
     return Part(ui.mean(1), items=ui, perm=up, baseline=ui.mean(1))
 
 
+def _unit_into(ch: Chunk, side: str) -> Tensor:
+    """Unit rows of the chunk's centred ``side``, written into a workspace buffer."""
+    cen = ch.centred(side)[1]
+    return torch.div(cen, row_norms(cen, f"centred {side}"), out=ch.buffer("cunit_" + side, cen.shape[2]))
+
+
 def _centered(ch: Chunk) -> Part:
     o = ch.opts
     if o.own_mean:  # each side's own item mean: the chunk's centred states (shared with the Grams)
-        xc, yc = unit(ch.centred("x")[1], "centred x"), unit(ch.centred("y")[1], "centred y")
+        xc, yc = (_unit_into(ch, side) for side in ("x", "y"))
     elif o.x_mean is None:  # x, y were centred globally (compare(center=True)): don't centre twice
         xc, yc = unit(ch.xs, "centred x"), unit(ch.ys, "centred y")
     else:  # temporaries: normalise in place
