@@ -4,11 +4,12 @@ Method. (1) Similarity: each Python function is paired with its one-line descrip
 English, French and Chinese; for every layer both are read at the last token and scored
 with the shared comparator against unpaired pairs, with bootstrap intervals over functions.
 Functions that do not parse are counted and listed, not dropped silently.
-(2) Logit lens at list commas: for every comma between two items of a Python list literal
+Lenses: the ``lens=`` group (logit by default, patchscope, several in one job), one reading each.
+(2) Lens at list commas: for every comma between two items of a Python list literal
 (in a function or its example call) we read the lens at the comma and sum the probability
 of `` and``, `` or`` and `` not``. A hub that reads the comma as a conjunction predicts
 `` and`` above the others in middle layers.
-(3) Logit lens at call arguments: in ``code + example call`` (``rectangle_area(3, 5)``) we
+(3) Lens at call arguments: in ``code + example call`` (``rectangle_area(3, 5)``) we
 read the lens at the last token of each simple positional argument and compare the
 probability of the matching parameter name (``width``) with that of the argument's own
 tokens (``3``). A hub that represents the argument's role predicts the parameter name in
@@ -21,6 +22,7 @@ from hydra.utils import instantiate
 
 from hub.context import RunContext
 from hub.steps.lens_sets import lens_sets
+from hub.steps.lenses import configured_lenses, lens_label
 from hub.steps.similarity import paired_similarity
 
 
@@ -32,9 +34,11 @@ def run(ctx: RunContext) -> pd.DataFrame:
     ctx.report.section("Code: functions that do not parse",
                        f"{len(bad)} function(s) left out because ast.parse rejects them"
                        + (":\n\n" + "\n".join(f"- {b}" for b in bad) if bad else "."))
+    lenses = configured_lenses(ctx.cfg, hm, experiment="code")
+    label = lens_label(lenses)
     commas = lens_sets(ctx, adapter, adapter.comma_task(hm.tokenizer), task="lens list comma", tag="code_commas",
-                       heading="Code: logit lens at list commas", hub_set="and", surface_set="or")
+                       heading=f"Code: {label} at list commas", hub_set="and", surface_set="or", lenses=lenses)
     args = lens_sets(ctx, adapter, adapter.argument_task(hm.tokenizer), task="lens call argument",
-                     tag="code_arguments", heading="Code: logit lens at call arguments", hub_set="parameter",
-                     surface_set="argument")
+                     tag="code_arguments", heading=f"Code: {label} at call arguments", hub_set="parameter",
+                     surface_set="argument", lenses=lenses)
     return pd.concat([sim, commas, args], ignore_index=True)

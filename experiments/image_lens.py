@@ -15,7 +15,9 @@ how often the colour word is the top-1 token, as the fraction of image positions
 (``colour_top1``) and of images with at least one such position (``colour_top1_any``);
 the chance level is the token set's share of the vocabulary. A hub that reads out in
 English predicts caption nouns above unrelated nouns at image positions in middle layers,
-more so in English than in other languages.
+more so in English than in other languages. Lenses: the ``lens=`` group (logit by default,
+patchscope, several in one job); every lens reads the same image-token states, with its own
+rows (``lens`` column), lines and reading.
 """
 from __future__ import annotations
 
@@ -26,12 +28,13 @@ from hydra.utils import instantiate
 
 from hub.context import RunContext
 from hub.errors import UserError
-from hub.lens import LogitLens
+from hub.lens import Lens
 from hub.lens.tokensets import token_set
 from hub.plots import layer_curves
 from hub.readings import compare_curves, leads_text, min_prob_of, rule_text
 from hub.models.vlm import MultimodalHubModel
 from hub.stats import mean_ci
+from hub.steps.lenses import configured_lenses, lens_label, lens_norms, lens_series, per_lens, per_lens_text
 from modalities.synthetic_images import ImageItem
 
 
@@ -69,53 +72,74 @@ def run(ctx: RunContext) -> pd.DataFrame:
     adapter = instantiate(cfg.modality)
     items = adapter.items()
     layers = hm.check_layers(cfg.experiment.layers)
+    lenses = configured_lenses(cfg, hm, experiment="image_lens")
     enc, pos = image_positions(hm, items, adapter.prompt, int(cfg.experiment.max_positions))
     states = hm.capture([e.ids for e in enc], layers=layers, positions=pos, extra=[e.extra for e in enc],
                         batch_size=cfg.batch_size)  # [n, layer, k, d]
     n, L, k, d = states.shape
     flat = states.permute(0, 2, 1, 3).reshape(n * k, L, d)  # [n*k, layer, d]
-    lens = LogitLens(hm, apply_norm=cfg.lens_norm)
-    tok, frames, drops = hm.tokenizer, [], {}
-    for lang in cfg.experiment.lens_langs:
+    sets, drops = noun_sets(hm.tokenizer, items, list(cfg.experiment.lens_langs))
+
+    def read(_: str, lens: Lens) -> pd.DataFrame:
+        frames = noun_rows(lens, sets, flat, k, layers) + colour_rows(hm, lens, items, flat, k, layers)
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    df = per_lens(lenses, read)
+    if not len(df):
+        raise UserError(f"no items with usable noun token sets (drops: {drops})")
+    df = ctx.add(df, modality="image", task="image_lens", src="image")
+    report(ctx, df, drops, k, lenses)
+    return df
+
+
+def noun_sets(tok, items: list[ImageItem], langs: list[str]) -> tuple[dict[str, tuple[list[int], list]], dict]:
+    """Per caption language: the kept items and their ``[own nouns, unrelated nouns]`` token sets
+    (shared tokens removed; a language with fewer than 2 items is left out), and the drops."""
+    out, drops = {}, {}
+    for lang in langs:
         keep, sets = [], []
         for i, it in enumerate(items):
             j = unrelated_index(items, i, lang)
             if j is None or not it.nouns.get(lang):
-                drops[f"{lang}: no nouns or no unrelated caption"] = drops.get(f"{lang}: no nouns or no unrelated caption", 0) + 1
+                key = f"{lang}: no nouns or no unrelated caption"
+                drops[key] = drops.get(key, 0) + 1
                 continue
             own, other = noun_set(tok, it.nouns[lang]), noun_set(tok, items[j].nouns[lang])
             own, other = own - other, other - own
             if not own or not other:
-                drops[f"{lang}: token sets empty after removing shared tokens"] = \
-                    drops.get(f"{lang}: token sets empty after removing shared tokens", 0) + 1
+                key = f"{lang}: token sets empty after removing shared tokens"
+                drops[key] = drops.get(key, 0) + 1
                 continue
             keep.append(i)
             sets.append([list(own), list(other)])
-        if len(keep) < 2:
-            continue
+        if len(keep) >= 2:
+            out[lang] = (keep, sets)
+    return out, drops
+
+
+def noun_rows(lens: Lens, noun_sets: dict, flat: torch.Tensor, k: int, layers: list[int]) -> list[pd.DataFrame]:
+    """Per language: p(caption nouns) and p(unrelated nouns) per layer, averaged over an image's
+    ``k`` positions, then over images. ``flat [images*k, layer, d]``."""
+    frames, L = [], flat.shape[1]
+    for lang, (keep, sets) in noun_sets.items():
         rows = torch.cat([flat[i * k:(i + 1) * k] for i in keep])
-        red = lens.reduce(rows, token_sets=[s for s in sets for _ in range(k)])
+        red = lens.reduce(rows, token_sets=[s for s in sets for _ in range(k)], layers=layers)
         p = red["set_prob"].reshape(len(keep), k, L, 2).mean(1).numpy()  # [items, layer, 2]
         for s, name in enumerate(("caption", "unrelated")):
             m, lo, hi = mean_ci(p[:, :, s], bounds=(0.0, 1.0))
             frames.append(pd.DataFrame({"metric": "noun_prob", "set": name, "lang": lang, "layer": layers, "value": m,
                                         "ci_low": lo, "ci_high": hi, "n": len(keep)}))
-    frames += colour_rows(hm, lens, items, flat, k, layers)
-    if not frames:
-        raise UserError(f"no items with usable noun token sets (drops: {drops})")
-    df = ctx.add(pd.concat(frames, ignore_index=True), modality="image", task="image_lens", src="image")
-    report(ctx, df, drops, k)
-    return df
+    return frames
 
 
-def colour_rows(hm, lens: LogitLens, items: list[ImageItem], flat: torch.Tensor, k: int, layers: list[int]
+def colour_rows(hm, lens: Lens, items: list[ImageItem], flat: torch.Tensor, k: int, layers: list[int]
                 ) -> list[pd.DataFrame]:
     """How often the colour word (English) is the top-1 lens token at image positions."""
     idx = [i for i, it in enumerate(items) if it.kind == "colour" and it.colour]
     if not idx:
         return []
     L = flat.shape[1]
-    top = lens.reduce(torch.cat([flat[i * k:(i + 1) * k] for i in idx]), top_k=1)["top_ids"][..., 0]
+    top = lens.reduce(torch.cat([flat[i * k:(i + 1) * k] for i in idx]), top_k=1, layers=layers)["top_ids"][..., 0]
     top = top.reshape(len(idx), k, L)
     hits = np.zeros((len(idx), k, L), dtype=bool)
     chance = []
@@ -131,17 +155,32 @@ def colour_rows(hm, lens: LogitLens, items: list[ImageItem], flat: torch.Tensor,
     return out
 
 
-def report(ctx: RunContext, df: pd.DataFrame, drops: dict, k: int) -> None:
+def report(ctx: RunContext, df: pd.DataFrame, drops: dict, k: int, lenses: dict[str, Lens]) -> None:
     figs = []
     nouns = df[df["metric"] == "noun_prob"]
     if len(nouns):
-        figs.append(layer_curves(nouns, ctx.out / "image_lens_nouns.png", group="set", panels="lang", baseline_col=None,
-                                 title="caption nouns vs unrelated nouns at image positions", ylabel="probability"))
+        d, order = lens_series(nouns, "set", order=["caption", "unrelated"])
+        figs.append(layer_curves(d, ctx.out / "image_lens_nouns.png", group="series", panels="lang", baseline_col=None,
+                                 group_order=order, ylabel="probability",
+                                 title=f"caption nouns vs unrelated nouns at image positions, {lens_label(lenses)}"))
     colour = df[df["metric"].str.startswith("colour_top1")]
     if len(colour):
-        figs.append(layer_curves(colour, ctx.out / "image_lens_colour.png", group="metric",
-                                 title="solid colours: colour word is top-1", ylabel="fraction", ylim=(0, 1)))
-    lines, min_prob = [], min_prob_of(ctx.cfg)
+        d, order = lens_series(colour, "metric")
+        figs.append(layer_curves(d, ctx.out / "image_lens_colour.png", group="series", group_order=order, ylim=(0, 1),
+                                 title=f"solid colours: colour word is top-1 ({lens_label(lenses)})", ylabel="fraction"))
+    min_prob = min_prob_of(ctx.cfg)
+    readings = per_lens_text(df, lambda d, _: "\n".join(lens_lines(d, min_prob)), block=True)
+    text = (f"{ctx.cfg.model.name}, {k} image-token positions per image. {lens_norms(lenses)}.\n\n" + readings
+            + ("\n\n" + rule_text(min_prob) if len(nouns) else "") + f"\n\nDropped: {drops or 'none'}.")
+    ctx.report.section(f"{lens_label(lenses)[:1].upper()}{lens_label(lenses)[1:]} at image positions", text,
+                       figures=figs)
+
+
+def lens_lines(df: pd.DataFrame, min_prob: float) -> list[str]:
+    """The reading of one lens's rows: per language where caption nouns beat unrelated nouns,
+    per colour metric its best layer against chance."""
+    lines = []
+    nouns, colour = df[df["metric"] == "noun_prob"], df[df["metric"].str.startswith("colour_top1")]
     for lang, d in nouns.groupby("lang", sort=False):
         c = d[d["set"] == "caption"].set_index("layer")
         u = d[d["set"] == "unrelated"].set_index("layer")
@@ -154,7 +193,4 @@ def report(ctx: RunContext, df: pd.DataFrame, drops: dict, k: int) -> None:
         best = d.loc[d["value"].idxmax()]
         lines.append(f"- **{metric}**: best layer {int(best['layer'])} = {best['value']:.3f} "
                      f"(chance {best['baseline']:.2g}).")
-    text = (f"{ctx.cfg.model.name}, {k} image-token positions per image, logit lens "
-            f"{'with' if ctx.cfg.lens_norm else 'without'} the final norm.\n\n" + "\n".join(lines)
-            + ("\n\n" + rule_text(min_prob) if len(nouns) else "") + f"\n\nDropped: {drops or 'none'}.")
-    ctx.report.section("Logit lens at image positions", text, figures=figs)
+    return lines

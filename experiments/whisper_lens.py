@@ -11,7 +11,11 @@ sets hold every token prefix of the word with and without the leading space, in 
 capitalised spelling. Items whose two token sets overlap or whose words coincide are dropped
 and counted. A decoder that works in English predicts p(English) above p(spoken language) in
 middle layers. Control: the same token sequence with digital silence as the audio (the
-decoder as a text-only language model).
+decoder as a text-only language model). Lenses: the ``lens=`` group (logit by default, or any
+registered lens that reads states by layer, e.g. a tuned lens trained for this model; several
+in one job, each with its own rows, lines and reading). The patchscope is refused: it decodes
+a state by running its text identity prompt through the model, and Whisper's decoder has no
+forward without audio, so which audio the identity prompt should hear is not defined.
 """
 from __future__ import annotations
 
@@ -25,14 +29,18 @@ from hub.context import RunContext
 from hub.describe import latent_reading
 from hub.errors import UserError
 from hub.layers import select_layers
-from hub.lens import LogitLens
+from hub.lens import Lens
 from hub.lens.tokensets import token_set
 from hub.plots import layer_curves
 from hub.readings import min_prob_of, rule_text
 from hub.models.whisper import WhisperHub
 from hub.stats import mean_ci
+from hub.steps.lenses import configured_lenses, lens_label, lens_norms, lens_series, per_lens, per_lens_text
 from modalities import speech as wc
 from modalities.audio import find_words, lexicon
+
+REFUSED = {"patchscope": "the patchscope runs its text identity prompt through the model, but Whisper's decoder "
+                         "has no forward without audio (its identity prompt would need an audio input of its own)"}
 
 
 @dataclass
@@ -82,7 +90,7 @@ def run(ctx: RunContext) -> pd.DataFrame:
     cfg = ctx.cfg
     wh, sp = wc.model(ctx), wc.speech(ctx)
     layers = select_layers(cfg.experiment.layers, wh.n_layers, wh.name)
-    lens = LogitLens(wh, apply_norm=cfg.lens_norm)
+    lenses = configured_lenses(cfg, wh, experiment="whisper_lens", refuse=REFUSED)
     conditions = list(cfg.experiment.get("conditions", ["speech", "silence"]))
     frames, drops, examples = [], {}, []
     for lang in [x for x in sp.adapter.languages if x != "en"]:
@@ -95,20 +103,29 @@ def run(ctx: RunContext) -> pd.DataFrame:
             states = wh.capture(seqs, layers=layers, positions="all", extra=wc.per_item(hidden),
                                 batch_size=cfg.batch_size)  # list of [layer, seq, d]
             x = torch.stack([states[s.clip][:, s.pos] for s in slots])  # [n, layer, d]
-            red = lens.reduce(x, token_sets=[[list(s.target), list(s.english)] for s in slots], top_k=1)
-            frames.append(_rows(red["set_prob"].numpy(), red["entropy"].numpy(), layers, lang, cond))
-            if cond == "speech":
-                top = red["top_ids"][:, -1, 0].tolist()
-                examples += [{"lang": lang, "word": s.word, "English": s.en,
-                              "last-layer top-1": wh.tokenizer.decode([t]),
-                              "p(word) last": float(red["set_prob"][i, -1, 0]),
-                              "p(English) max over layers": float(red["set_prob"][i, :, 1].max())}
-                             for i, (s, t) in enumerate(zip(slots, top))]
+            sets = [[list(s.target), list(s.english)] for s in slots]
+
+            def read(name: str, lens: Lens) -> pd.DataFrame:
+                red = lens.reduce(x, token_sets=sets, top_k=1, layers=layers)
+                if cond == "speech":
+                    examples.extend(_examples(wh, red, slots, lang, name))
+                return _rows(red["set_prob"].numpy(), red["entropy"].numpy(), layers, lang, cond)
+
+            frames.append(per_lens(lenses, read))
     if not frames:
         raise UserError(f"no readable words in any language (drops: {drops})")
     df = ctx.add(pd.concat(frames, ignore_index=True), modality="audio", task="whisper_lens")
-    report(ctx, df, drops, pd.DataFrame(examples))
+    report(ctx, df, drops, pd.DataFrame(examples), lenses)
     return df
+
+
+def _examples(wh: WhisperHub, red: dict, slots: list[Slot], lang: str, lens: str) -> list[dict]:
+    """Per read word under one lens: its last-layer top-1 token and the two probabilities."""
+    top = red["top_ids"][:, -1, 0].tolist()
+    return [{"lens": lens, "lang": lang, "word": s.word, "English": s.en, "last-layer top-1": wh.tokenizer.decode([t]),
+             "p(word) last": float(red["set_prob"][i, -1, 0]),
+             "p(English) max over layers": float(red["set_prob"][i, :, 1].max())}
+            for i, (s, t) in enumerate(zip(slots, top))]
 
 
 def _rows(set_prob: np.ndarray, entropy: np.ndarray, layers: list[int], lang: str, cond: str) -> pd.DataFrame:
@@ -124,18 +141,25 @@ def _rows(set_prob: np.ndarray, entropy: np.ndarray, layers: list[int], lang: st
     return pd.DataFrame(rows).assign(src=lang, tgt=lang, condition=cond)
 
 
-def report(ctx: RunContext, df: pd.DataFrame, drops: dict, examples: pd.DataFrame) -> None:
-    figs, readings = [], []
-    for cond, d in df[df["metric"] == "lang_prob"].groupby("condition", sort=False):
-        d = d.assign(series=np.where(d["lang"] == "en", "English", "spoken language"))
+def report(ctx: RunContext, df: pd.DataFrame, drops: dict, examples: pd.DataFrame, lenses: dict[str, Lens]) -> None:
+    figs, min_prob = [], min_prob_of(ctx.cfg)
+    probs = df[df["metric"] == "lang_prob"]
+    for cond, d in probs.groupby("condition", sort=False):
+        d, order = lens_series(d.assign(kind=np.where(d["lang"] == "en", "English", "spoken language")), "kind",
+                               order=["English", "spoken language"])
         figs.append(layer_curves(d, ctx.out / f"whisper_lens_{cond}.png", group="series", panels="src",
-                                 baseline_col=None, title=f"audio: {cond}", ylabel="probability", ylim=(0, 1)))
-        for src, s in d.groupby("src", sort=False):
-            readings.append(f"- **{src}, audio = {cond}** (n = {int(s['n'].iloc[0])}): "
-                            + latent_reading(s, src, "en", min_prob_of(ctx.cfg), state_rule=False))
-    text = (f"{ctx.cfg.model.name}, decoder layers 0..{int(df['layer'].max())}, logit lens with "
-            f"{'the' if ctx.cfg.lens_norm else 'no'} final layer norm, at the position before each concept word of the "
-            "teacher-forced transcript.\n\n" + "\n".join(readings) + "\n\n" + rule_text(min_prob_of(ctx.cfg))
+                                 group_order=order, baseline_col=None, title=f"audio: {cond} ({lens_label(lenses)})",
+                                 ylabel="probability", ylim=(0, 1)))
+
+    def reading(d: pd.DataFrame, _: str) -> str:
+        return "\n".join(f"- **{src}, audio = {cond}** (n = {int(s['n'].iloc[0])}): "
+                         + latent_reading(s, src, "en", min_prob, state_rule=False)
+                         for cond, c in d.groupby("condition", sort=False) for src, s in c.groupby("src", sort=False))
+
+    text = (f"{ctx.cfg.model.name}, decoder layers 0..{int(df['layer'].max())}, {lens_label(lenses)} at the position "
+            f"before each concept word of the teacher-forced transcript. {lens_norms(lenses)}.\n\n"
+            + per_lens_text(probs, reading, block=True) + "\n\n" + rule_text(min_prob)
             + f"\n\nDropped read positions: {drops or 'none'}.")
-    ctx.report.section("Whisper decoder logit lens: spoken language vs English", text, figures=figs,
-                       table=examples.head(12) if len(examples) else None)
+    table = examples.head(12 * len(lenses)) if len(examples) else None
+    ctx.report.section(f"Whisper decoder {lens_label(lenses)}: spoken language vs English", text, figures=figs,
+                       table=table)

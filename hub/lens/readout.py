@@ -42,11 +42,20 @@ def lens_readout(
     states = hm.capture(list(prompts), layers=layer_list, positions="last", batch_size=batch_size,
                         progress=progress)  # [n, layer, d]
     lens = lens if lens is not None else LogitLens(hm, apply_norm=apply_norm)
+    return states_readout(lens, states, token_sets, set_names, layer_list, energy=energy)
+
+
+def states_readout(lens: Lens, states: torch.Tensor, token_sets: Sequence[Sequence[frozenset[int]]],
+                   set_names: Sequence[str], layers: Sequence[int], *, energy: bool = True
+                   ) -> tuple[pd.DataFrame, dict]:
+    """:func:`lens_readout` on states already captured, ``states [n, layer, d]`` at ``layers``
+    (so several lenses can read one capture)."""
+    layer_list = list(layers)
     red = lens.reduce(states, token_sets=[[list(s) for s in sets] for sets in token_sets], layers=layer_list)
     set_prob = red["set_prob"].numpy()  # [n, layer, sets]
     ent = red["entropy"].numpy()  # [n, layer]
     rows = []
-    n = len(prompts)
+    n = states.shape[0]
     for s, name in enumerate(set_names):
         m, lo, hi = mean_ci(set_prob[:, :, s], bounds=(0.0, 1.0))
         rows += [{"metric": "lang_prob", "lang": name, "layer": k, "value": m[j], "ci_low": lo[j],

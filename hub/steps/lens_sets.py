@@ -1,10 +1,11 @@
 """Lens probabilities of named token sets at the last token of prompts (arithmetic, code, ...).
 
 The adapter hands over :class:`~hub.contract.LensPrompts` (prompts, and per prompt one token
-set per name); the step reads every layer through a lens (the logit lens unless given), adds
-tidy rows (one ``lang_prob`` curve per set, entropy, optionally token energy), a figure, and a
-reading: which set leads which layers, where the hub set beats the surface set, and whether
-the answer's own set wins at the output.
+set per name); the step reads every layer through each configured lens (``lens=`` group,
+hub.steps.lenses; the logit lens by default) on one capture, adds tidy rows with a ``lens``
+column (one ``lang_prob`` curve per set, entropy, optionally token energy), a figure with one
+line per (set, lens), and per lens a reading: which set leads which layers, where the hub set
+beats the surface set, and whether the answer's own set wins at the output.
 """
 from __future__ import annotations
 
@@ -13,29 +14,47 @@ import pandas as pd
 from hub.context import RunContext
 from hub.contract import LensPrompts
 from hub.lens.base import Lens
-from hub.lens.readout import lens_readout, top_tokens
+from hub.lens.readout import states_readout, top_tokens
 from hub.plots import layer_curves
 from hub.readings import DEFAULT_MIN_PROB, compare_curves, layer_ranges, leads_text, min_prob_of, rule_text
+from hub.steps.lenses import configured_lenses, lens_norms, lens_series, per_lens, per_lens_text
 
 
 def lens_sets(ctx: RunContext, adapter, lt: LensPrompts, *, task: str, tag: str, heading: str, hub_set: str,
-              surface_set: str, output_set: str | None = None, lens: Lens | None = None) -> pd.DataFrame:
-    """Lens probabilities of ``lt``'s named token sets at the last token of each prompt."""
+              surface_set: str, output_set: str | None = None, lenses: dict[str, Lens] | None = None
+              ) -> pd.DataFrame:
+    """Lens probabilities of ``lt``'s named token sets at the last token of each prompt, under
+    ``lenses`` (else every lens the config selects), one reading per lens."""
     cfg, hm = ctx.cfg, ctx.model
-    rows, raw = lens_readout(hm, lt.prompts, lt.token_sets, lt.set_names, layers=cfg.experiment.layers,
-                             apply_norm=cfg.lens_norm, batch_size=cfg.batch_size, progress=cfg.progress,
-                             energy=bool(cfg.experiment.get("energy", False)), lens=lens)
+    lenses = lenses if lenses is not None else configured_lenses(cfg, hm, experiment=cfg.experiment.name)
+    layers = hm.check_layers(cfg.experiment.layers)
+    states = hm.capture(list(lt.prompts), layers=layers, positions="last", batch_size=cfg.batch_size,
+                        progress=cfg.progress)  # [n, layer, d], read by every lens
+    raw: dict[str, dict] = {}
+
+    def read(name: str, lens: Lens) -> pd.DataFrame:
+        rows, raw[name] = states_readout(lens, states, lt.token_sets, lt.set_names, layers,
+                                         energy=bool(cfg.experiment.get("energy", False)))
+        return rows
+
+    rows = per_lens(lenses, read)
     df = ctx.add(rows.rename(columns={"lang": "set"}).assign(lang=lambda d: d["set"]), task=task,
                  modality=adapter.modality)
-    probs = df[df["metric"] == "lang_prob"]
-    fig = layer_curves(probs, ctx.out / f"lens_{tag}.png", group="set", baseline_col=None, title=task,
-                       ylabel="lens probability", ylim=(0, 1))
+    probs, order = lens_series(df[df["metric"] == "lang_prob"], "set")
+    fig = layer_curves(probs, ctx.out / f"lens_{tag}.png", group="series", baseline_col=None, title=task,
+                       ylabel="lens probability", ylim=(0, 1), group_order=order)
     example = lt.prompts[0].replace("\n", "\n    ")
-    text = (f"{len(lt.prompts)} prompts; dropped {dict(lt.drops) or 'none'}. Lens final norm: "
-            f"{'on' if cfg.lens_norm else 'off'}. Example prompt:\n\n    {example}\n\n"
-            + set_reading(df, lt.set_names, hub_set, surface_set, output_set, min_prob_of(cfg))
-            + group_table(lt, raw))
-    top = top_tokens(hm, lt.prompts[0], k=3, apply_norm=cfg.lens_norm, lens=lens)
+    min_prob = min_prob_of(cfg)
+    readings = per_lens_text(df, lambda d, n: set_reading(d, lt.set_names, hub_set, surface_set, output_set, min_prob)
+                             + group_table(lt, raw[n]), block=True)
+    text = (f"{len(lt.prompts)} prompts; dropped {dict(lt.drops) or 'none'}. {lens_norms(lenses)}. "
+            f"Example prompt:\n\n    {example}\n\n" + readings)
+    top = None
+    for name, lens in lenses.items():  # one column of top tokens per lens
+        t = top_tokens(hm, lt.prompts[0], k=3, lens=lens)
+        if len(lenses) > 1:
+            t = t.rename(columns={"top tokens (p)": f"{name} lens: top tokens (p)"})
+        top = t if top is None else top.merge(t, on="layer")
     ctx.report.section(heading, text + f"\n\nTop lens tokens per layer for the example prompt ({lt.items[0]}):",
                        figures=[fig], table=top)
     return df
