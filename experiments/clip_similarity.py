@@ -20,10 +20,9 @@ from hydra.utils import instantiate
 from hub.context import RunContext
 from hub.describe import similarity_reading
 from hub.errors import UserError
+from hub.metrics.registry import label, width_free
 from hub.pairs import compare_states
 from hub.plots import layer_curves
-
-TOWER_METRICS = ("cka", "cka_debiased", "mknn")
 
 
 def run(ctx: RunContext) -> pd.DataFrame:
@@ -45,7 +44,8 @@ def run(ctx: RunContext) -> pd.DataFrame:
         if img_states is not None and txt_states is not None:
             Li, Lt = img_states.shape[1] - 1, txt_states.shape[1] - 1
             match = [round(k * Lt / Li) for k in range(Li + 1)]
-            metric = dict(cfg.metric, names=[m for m in cfg.metric.names if m in TOWER_METRICS] or list(TOWER_METRICS))
+            free = width_free()  # the towers' widths differ: only metrics that allow it (registry)
+            metric = dict(cfg.metric, names=[m for m in cfg.metric.names if m in free] or list(width_free(True)))
             per = compare_states(img_states[have], txt_states[:, match], metric, list(range(Li + 1)), seed=cfg.seed)
             frames.append(per.assign(task="towers", text_layer=per["layer"].map(dict(enumerate(match))), **ids))
     if not frames:
@@ -60,7 +60,7 @@ def report(ctx: RunContext, df: pd.DataFrame, adapter) -> None:
     towers = df[df["task"] == "towers"]
     for metric in towers["metric"].unique():
         figs.append(layer_curves(towers[towers["metric"] == metric], ctx.out / f"clip_towers_{metric}.png",
-                                 group="lang", title=f"{metric}: image layer k vs text layer at the same depth",
+                                 group="lang", title=f"{label(metric)}: image layer k vs text layer at the same depth",
                                  ylabel=metric))
     joint = df[df["task"] == "joint embedding"]
     table = joint[["lang", "metric", "value", "ci_low", "ci_high", "baseline"]].reset_index(drop=True)

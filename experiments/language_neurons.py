@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 
 from hub.context import RunContext
+from hub.errors import UserError
 from hub.neurons import (
     deactivated,
     firing_counts,
@@ -27,9 +28,10 @@ from hub.neurons import (
     load_neurons,
     save_neurons,
 )
+from hub.neuron_regions import neuron_overlap, region_neuron_share
 from hub.perplexity import token_windows
 from hub.plots import layer_curves, save_fig
-from hub.regions import region_identity, select_parameters
+from hub.regions import MONO_PREFIX, RegionSet, region_identity, select_parameters
 from hub.steps.regions import eval_rows, load_splits
 
 
@@ -48,7 +50,10 @@ def run(ctx: RunContext) -> pd.DataFrame:
     probs = torch.stack([counts[lang].double() / n_tok[lang] for lang in langs])  # [langs, L, n]
     if e.neurons_file:
         masks = load_neurons(e.neurons_file, expect=ident)
-        thr = float("nan")
+        from safetensors import safe_open
+
+        with safe_open(str(e.neurons_file), "pt") as f:  # the threshold the neurons were selected with
+            thr = float((f.metadata() or {}).get("threshold", "nan"))
     else:
         sel, _, thr = lape_select(probs, float(e.bottom_fraction), e.threshold, float(e.threshold_quantile))
         masks = {lang: sel[i] for i, lang in enumerate(langs)}
@@ -66,9 +71,56 @@ def run(ctx: RunContext) -> pd.DataFrame:
             continue
         with deactivated(hm, mask):
             rows += eval_rows(hm, held_out, cfg, deactivated=name, n_off=int(mask.sum()))
+    if e.get("regions_file"):
+        rows += _region_rows(hm, masks, RegionSet.load(e.regions_file, hm))
     df = ctx.add(pd.DataFrame(rows), task="lape")
     _report(ctx, df, langs, n_tok, count_s, thr, L)
+    if e.get("regions_file"):
+        _overlap_report(ctx, df, e.regions_file)
     return df
+
+
+def _region_rows(hm, masks: dict, rs: RegionSet) -> list[dict]:
+    """Overlap of each language's neurons with each monolingual region and the core (hub/neuron_regions.py)."""
+    if not rs.mono():
+        raise UserError("experiment.regions_file has no monolingual regions: expected a file from regions_ablation "
+                        "run with experiment.regions including mono")
+    rows = []
+    for region in [*rs.mono(), "core"]:
+        share = region_neuron_share(hm, rs[region])  # [L, n]
+        for lang, mask in masks.items():
+            o = neuron_overlap(mask, share)
+            for metric in ("overlap", "enrichment"):
+                if not np.isfinite(o[metric]):  # no neurons for this language (or an empty region): no row
+                    continue
+                rows.append({"metric": f"region_{metric}", "lang": lang, "region": region, "value": o[metric],
+                             "chance": o["chance"] if metric == "overlap" else 1.0, "n": o["n_neurons"]})
+    return rows
+
+
+def _overlap_report(ctx: RunContext, df: pd.DataFrame, path) -> None:
+    lines = [f"Regions from {path}. A neuron owns its gate row, up row and down column; a region's share of a "
+             "neuron is the fraction of those entries inside it. *Overlap*: "
+             "the fraction of a language's LAPE neurons N that are among the region's |N| "
+             "highest-share neurons (chance = |N| / all neurons). *Enrichment*: "
+             "the region's mean share over the LAPE neurons / over all neurons (1 = chance)."]
+    tables = {}
+    for metric in ("overlap", "enrichment"):
+        t = df[df["metric"] == f"region_{metric}"].pivot_table(index="lang", columns="region", values="value",
+                                                                 sort=False)
+        tables[metric] = t
+        mono = [c for c in t.columns if c.startswith(MONO_PREFIX) and c[len(MONO_PREFIX):] in t.index]
+        diag = [t.at[c[len(MONO_PREFIX):], c] for c in mono]
+        off = [t.at[r, c] for c in mono for r in t.index if r != c[len(MONO_PREFIX):]]
+        if diag:
+            lines.append(f"- {metric}: own language's monolingual region median {np.nanmedian(diag):.3g} "
+                         f"(per language: " + ", ".join(f"{c[len(MONO_PREFIX):]} {v:.3g}" for c, v in zip(mono, diag))
+                         + f"); other languages' regions median {np.nanmedian(off) if off else float('nan'):.3g}; "
+                         f"core median {np.nanmedian(t['core']):.3g}")
+    chance = df[df["metric"] == "region_overlap"].groupby("lang")["chance"].first()
+    lines.append("- overlap chance level per language: " + ", ".join(f"{k} {v:.2g}" for k, v in chance.items()))
+    ctx.report.section("LAPE neurons vs monolingual regions", "\n".join(lines),
+                       table=tables["overlap"].round(3).reset_index())
 
 
 def _random_like(mask: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
@@ -115,8 +167,13 @@ def _heatmap(t: pd.DataFrame, path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(0.55 * t.shape[1] + 2, 0.45 * t.shape[0] + 1.5))
+    if t.empty:  # no language has specific neurons: say so instead of drawing an empty image
+        ax.text(0.5, 0.5, "no language has specific neurons", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        save_fig(fig, path)
+        return
     z = np.log2(t.to_numpy(dtype=float))
-    top = float(np.nanmax(z)) if z.size else 0.0
+    top = float(np.nanmax(z))
     im = ax.imshow(z, cmap="Reds", vmin=0, vmax=max(top, 0.1))  # vmax > 0 even if nothing is hurt
     ax.set_xticks(range(t.shape[1]), t.columns)
     ax.set_yticks(range(t.shape[0]), [f"off {x}" for x in t.index])

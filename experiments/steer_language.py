@@ -6,7 +6,9 @@ To steer prompts written in A towards B we add ``scale * (v(B) - v(A))`` to the 
 block k at every prompt position and every generated token, generate greedily, and identify
 the language of each continuation with lingua (a detector made for short text). Per
 direction, layer and scale we report the rate of continuations identified as B and as A, and
-the continuations' perplexity under the unsteered model (the price of steering). Controls:
+the continuations' perplexity under the unsteered model (the price of steering; repetitive,
+degenerate text is cheap under it too, so we also report the fraction of distinct tokens per
+continuation). Controls:
 scale 0 (the unsteered baseline) and a random direction of the same norm. Hub view: the same
 steering with ``v(B) - v(en)``, a vector that knows nothing of A; if the middle layers are an
 English-centred hub, it should steer A's prompts about as well as the native vector.
@@ -21,7 +23,7 @@ from hub.context import RunContext
 from hub.errors import UserError
 from hub.intervene import Intervention, generate_with
 from hub.language_vectors import LanguageIdentifier, language_vectors
-from hub.perplexity import token_windows
+from hub.perplexity import continuation_nll, token_windows
 from hub.plots import save_fig
 from hub.stats import wilson
 from hub.steps.regions import load_splits
@@ -49,14 +51,15 @@ def run(ctx: RunContext) -> pd.DataFrame:
     prompts = {a: [str(x) for x in sentences[a].dropna().tolist()[: int(e.n_prompts)]] for a, _ in directions}
     units = []
     for a, b in directions:  # scale 0 (unsteered), shared by every vector kind and layer
-        texts = _generate(hm, prompts[a], None, e)
-        units += [_score(hm, prompts[a], texts, lid, a, b, kind, k, 0.0) for kind in e.vectors for k in layers]
+        scored = _score(hm, prompts[a], _generate(hm, prompts[a], None, e), lid, int(e.batch_size))
+        units += [scored.assign(src=a, tgt=b, vector=kind, layer=k, scale=0.0) for kind in e.vectors for k in layers]
     cells = [(a, b, kind, li, s) for a, b in directions for kind in e.vectors for li in range(len(layers))
              for s in e.scales if s != 0]
     for a, b, kind, li, s in tqdm(cells, desc="steer_language", disable=not cfg.progress):
         v = _direction(vecs, a, b, kind, li, e.hub_lang, rng)
-        texts = _generate(hm, prompts[a], Intervention(v, layers[li], "all", float(s)), e)
-        units.append(_score(hm, prompts[a], texts, lid, a, b, kind, layers[li], float(s)))
+        conts = _generate(hm, prompts[a], Intervention(v, layers[li], "all", float(s)), e)
+        units.append(_score(hm, prompts[a], conts, lid, int(e.batch_size))
+                     .assign(src=a, tgt=b, vector=kind, layer=layers[li], scale=float(s)))
     gens = pd.concat(units, ignore_index=True)
     gens.to_json(ctx.out / "generations.jsonl", orient="records", lines=True, force_ascii=False)
     df = ctx.add(_summarise(gens), task="steer_language", modality="text")
@@ -76,25 +79,19 @@ def _direction(vecs, a: str, b: str, kind: str, li: int, hub: str, rng: torch.Ge
     raise UserError(f"experiment.vectors: unknown kind {kind!r}; expected native, from_hub or random")
 
 
-def _generate(hm, prompts, iv, e) -> list[str]:
-    return generate_with(hm, prompts, iv, max_new_tokens=int(e.max_new_tokens), batch_size=int(e.batch_size))
+def _generate(hm, prompts, iv, e) -> list[list[int]]:
+    """Greedy continuations' token ids (one generate call per batch of prompts)."""
+    return generate_with(hm, prompts, iv, max_new_tokens=int(e.max_new_tokens), batch_size=int(e.batch_size),
+                         return_ids=True)
 
 
-@torch.no_grad()
-def _score(hm, prompts, texts, lid, a, b, kind, layer, scale) -> pd.DataFrame:
-    """One row per continuation: detected language and its NLL under the unsteered model."""
-    rows = []
-    for p, t in zip(prompts, texts):
-        ids = hm.tokenize([p])[0]
-        cont = hm.tokenizer(t, add_special_tokens=False)["input_ids"] if t.strip() else []
-        nll = float("nan")
-        if cont:
-            full = ids + cont
-            logits = hm.forward_batch(hm.collate([full])).logits[0, len(ids) - 1:-1].float()
-            nll = float(torch.nn.functional.cross_entropy(logits, torch.tensor(cont, device=logits.device)))
-        rows.append({"src": a, "tgt": b, "vector": kind, "layer": layer, "scale": scale, "text": t,
-                     "detected": lid(t), "nll": nll})
-    return pd.DataFrame(rows)
+def _score(hm, prompts: list[str], conts: list[list[int]], lid, batch_size: int) -> pd.DataFrame:
+    """One row per continuation: its text, detected language and mean NLL under the unsteered
+    model (the generated ids themselves, scored as padded batches; NaN when empty)."""
+    nll = continuation_nll(hm, hm.tokenize(prompts), conts, batch_size=batch_size)
+    texts = [hm.tokenizer.decode(c, skip_special_tokens=True) for c in conts]
+    distinct = [len(set(c)) / len(c) if c else float("nan") for c in conts]  # low: repetitive, degenerate text
+    return pd.DataFrame({"text": texts, "detected": lid.many(texts), "nll": nll.tolist(), "distinct": distinct})
 
 
 def _summarise(gens: pd.DataFrame) -> pd.DataFrame:
@@ -110,6 +107,11 @@ def _summarise(gens: pd.DataFrame) -> pd.DataFrame:
             ppl = float(torch.tensor(nll.to_numpy()).mean().exp())
             rows.append({"metric": "continuation_ppl", "src": a, "tgt": b, "vector": kind, "layer": k, "scale": s,
                          "value": ppl, "ci_low": float("nan"), "ci_high": float("nan"), "n": len(nll)})
+        dist = g["distinct"].dropna()
+        if len(dist):  # repetitive output also has a low perplexity: this tells the two apart
+            rows.append({"metric": "distinct_tokens", "src": a, "tgt": b, "vector": kind, "layer": k, "scale": s,
+                         "value": float(dist.mean()), "ci_low": float("nan"), "ci_high": float("nan"),
+                         "n": len(dist)})
     return pd.DataFrame(rows)
 
 
@@ -142,10 +144,11 @@ def _report(ctx: RunContext, df: pd.DataFrame) -> None:
             best = sub[(sub["vector"] == kind) & (sub["scale"] != 0)].sort_values("value").tail(1)
             if len(best):
                 r = best.iloc[0]
-                ppl = df[(df["metric"] == "continuation_ppl") & (df["src"] == a) & (df["tgt"] == b)
-                         & (df["vector"] == kind) & (df["layer"] == r["layer"]) & (df["scale"] == r["scale"])]["value"]
+                cell = df[(df["src"] == a) & (df["tgt"] == b) & (df["vector"] == kind) & (df["layer"] == r["layer"])
+                          & (df["scale"] == r["scale"])].set_index("metric")["value"]
                 lines.append(f"- {a}→{b}, {kind}: best rate {r['value']:.2f} [{r['ci_low']:.2f}, {r['ci_high']:.2f}] "
                              f"at layer {int(r['layer'])}, scale {r['scale']:g} (unsteered {base:.2f}; continuation "
-                             f"perplexity {float(ppl.iloc[0]) if len(ppl) else float('nan'):.1f})")
+                             f"perplexity {cell.get('continuation_ppl', float('nan')):.1f}, distinct tokens "
+                             f"{cell.get('distinct_tokens', float('nan')):.2f})")
     ctx.report.section("Language steering", "Rate of continuations identified as the target language "
                        "(lingua), with 95% Wilson intervals.\n" + "\n".join(lines), figures=[path])

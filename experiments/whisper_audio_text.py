@@ -25,6 +25,7 @@ import torch
 from hub.context import RunContext
 from hub.describe import similarity_reading
 from hub.layers import select_layers
+from hub.metrics.registry import label
 from hub.pairs import compare_states
 from hub.plots import layer_curves
 from modalities import speech as wc
@@ -66,7 +67,8 @@ def report(ctx: RunContext, df: pd.DataFrame, n: int) -> None:
         sub = df[df["metric"] == metric]
         order = [t for t in ("audio vs text", "audio vs English text", "audio+text vs text") if t in set(sub["task"])]
         figs.append(layer_curves(sub, ctx.out / f"whisper_audio_text_{metric}.png", group="lang", panels="task",
-                                 panel_order=order, title=f"Whisper decoder, audio vs text: {metric}", ylabel=metric))
+                                 panel_order=order, title=f"Whisper decoder, audio vs text: {label(metric)}",
+                                 ylabel=metric))
     text = (f"{ctx.cfg.model.name}: {n} sentences per language. 'audio' = decoder state at <|notimestamps|> with "
             "the speech (identical tokens for all items); 'text' = state at the last transcript token with silent "
             "audio; 'audio+text' = the last transcript token with the speech. Dashed lines: baselines.\n\n"

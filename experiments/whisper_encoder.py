@@ -29,6 +29,7 @@ import torch
 from hub.context import RunContext
 from hub.describe import similarity_reading
 from hub.layers import select_layers
+from hub.metrics.registry import label
 from hub.pairs import compare_states
 from hub.plots import layer_curves
 from modalities import speech as wc
@@ -70,7 +71,7 @@ def report(ctx: RunContext, df: pd.DataFrame, n: int, pairs, corr: dict[str, flo
         sub = main[main["metric"] == metric]
         if len(sub):
             figs.append(layer_curves(sub, ctx.out / f"whisper_encoder_{metric}.png", group=group,
-                                     title=f"Whisper encoder: {metric}", ylabel=metric))
+                                     title=f"Whisper encoder: {label(metric)}", ylabel=metric))
     text = (f"{ctx.cfg.model.name}: {n} sentences spoken in each language, encoder states averaged over speech "
             f"frames, language pairs {', '.join(f'{a}-{b}' for a, b in pairs)}. Layer 0 = input of encoder block 1, "
             "layer k = output of block k (no final layer norm). Dashed lines: baselines (unpaired mean or chance).\n\n"

@@ -71,6 +71,7 @@ def run_job(cfg: DictConfig, out: str | Path) -> Path:
     """Run the configured experiment into ``out``; returns the report path."""
     check_run_config(cfg)  # before the heavy imports: a typo fails in a second
     from hub.context import RunContext
+    from hub.pairs import split_undefined
 
     script = cfg.experiment.script
     scripts = [script] if isinstance(script, str) else list(script)  # a list runs in one job, in order
@@ -89,7 +90,7 @@ def run_job(cfg: DictConfig, out: str | Path) -> Path:
     for module in modules:
         module.run(ctx)
     report = ctx.finish()
-    n = len(ctx.results())
+    n = len(split_undefined(ctx.results())[0])  # the rows written to results.csv
     cache = f", activation cache {ctx.cache.stats}" if ctx.cache is not None else ""
     print(f"{TAG} done {_label(cfg)}: {n} result rows in {time.time() - t0:.1f}s{cache} -> {report}", flush=True)
     return report

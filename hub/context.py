@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from hub.cache import ActivationCache, from_config
 from hub.models import HubModel, load_model
 from hub.models.clip import ClipModel
+from hub.pairs import split_undefined
 from hub.report import Report
 from hub.results import tidy, write_results
 
@@ -83,8 +84,12 @@ class RunContext:
         return pd.concat(self.frames, ignore_index=True) if self.frames else tidy([])
 
     def finish(self) -> Path:
-        """Write results.csv then report.md (the report last: its presence marks a finished job)."""
-        df = self.results()
+        """Write results.csv then report.md (the report last: its presence marks a finished job).
+        Comparator rows whose metric is undefined (NaN) are left out of results.csv and counted
+        in the report."""
+        df, note = split_undefined(self.results())
+        if note:
+            self.report.section("Undefined metric values", note)
         if len(df):
             write_results(df, self.out / "results.csv")
         else:  # a table left by an interrupted earlier attempt is not this run's result

@@ -34,7 +34,9 @@ def similarity_reading(df: pd.DataFrame) -> str:
                              "are left out of the peak.")
         rows = []
         for metric, m in sub.groupby("metric", sort=False):
-            curve = m.groupby("layer")["value"].mean()
+            curve = m.groupby("layer")["value"].mean().dropna()  # NaN: undefined everywhere there
+            if not len(curve):
+                continue
             base = m.groupby("layer")["baseline"].mean() if "baseline" in m else None
             eligible = curve.drop(index=[k for k in few if k in curve.index])
             peak = int((eligible if len(eligible) else curve).idxmax())

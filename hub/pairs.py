@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor
 
 from hub.contract import PairedSet, Side
 from hub.errors import UserError
-from hub.metrics import compare
+from hub.metrics import REGISTRY, compare
 from hub.models import HubModel
+from hub.readings import layer_ranges
 
 
 def _side_key(side: Side, layers) -> tuple:
@@ -57,7 +59,10 @@ def compare_states(x: Tensor, y: Tensor, metric: Mapping, layers: Sequence[int],
     out, never NaN, and listed in ``df.attrs["constant_layers"]``. ``n_distinct`` is the
     number of different states a layer holds on its fewer side: few means the read token is
     the same for many items, and the scores there say which items share it, not what they
-    mean (the report leaves such layers out of its peaks).
+    mean (the report leaves such layers out of its peaks). A single metric with no value at a
+    layer the others score (``metric.undefined=nan``, the default: e.g. debiased CKA where all
+    items but one share a state) gets a NaN row here, so one cell does not stop a sweep; the
+    run leaves those rows out of results.csv and counts them in its report (:func:`split_undefined`).
     """
     layers = list(layers)
     if x.shape[:2] != y.shape[:2] or x.shape[1] != len(layers):
@@ -72,7 +77,7 @@ def compare_states(x: Tensor, y: Tensor, metric: Mapping, layers: Sequence[int],
     df = compare(x[:, keep].transpose(0, 1).float(), y[:, keep].transpose(0, 1).float(),
                  metrics=tuple(metric["names"]), k=k, csls=bool(metric["csls"]), csls_k=int(metric["csls_k"]),
                  n_boot=int(metric["n_boot"]), ci=float(metric["ci"]), seed=seed, clamp=metric.get("clamp"),
-                 layers=[layers[j] for j in keep])
+                 layers=[layers[j] for j in keep], undefined=metric.get("undefined", "nan"))
     df.attrs["constant_layers"] = [layers[j] for j in range(len(layers)) if j not in keep]
     distinct = {layers[j]: min(n_distinct(x[:, j]), n_distinct(y[:, j])) for j in keep}
     df["n_distinct"] = df["layer"].map(distinct)
@@ -103,3 +108,25 @@ def varies(states: Tensor, rel: float = 1e-5) -> bool:
     states = states.float()
     spread = (states - states.mean(0)).norm(dim=-1).max()
     return bool(spread > rel * states.norm(dim=-1).mean().clamp_min(1e-12))
+
+
+def split_undefined(df: pd.DataFrame) -> tuple[pd.DataFrame, str | None]:
+    """(the rows with a value, a paragraph counting the comparator rows left out because their
+    metric is undefined there (NaN value), by metric with layers, paired sets and the reason;
+    ``None`` when there are none). results.csv never holds a NaN value (hub.results)."""
+    if not {"metric", "value", "layer"} <= set(df.columns):
+        return df, None
+    gone = df["metric"].isin(list(REGISTRY)) & df["value"].isna()
+    bad = df[gone]
+    if not len(bad):
+        return df, None
+    unit = next((c for c in ("pair", "lang") if c in bad.columns and bad[c].notna().all()), None)
+    parts = []
+    for metric, m in bad.groupby("metric", sort=False):
+        where = f" ({', '.join(map(str, m[unit].unique()))})" if unit else ""
+        layers = sorted(m["layer"].unique().tolist())
+        at = layer_ranges(layers) if all(isinstance(v, (int, np.integer)) for v in layers) else ", ".join(map(str, layers))
+        parts.append(f"{metric}: {len(m)} at layer(s) {at}{where}: {REGISTRY[metric].undefined}")
+    note = (f"{len(bad)} metric value(s) are undefined and left out of results.csv (the other metrics at those "
+            "layers are kept): " + "; ".join(parts) + ".")
+    return df[~gone].reset_index(drop=True), note

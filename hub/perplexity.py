@@ -153,3 +153,39 @@ def perplexities(hm: HubModel, texts: Mapping[str, str], window: int = 128, max_
     """Perplexity per language of ``texts`` (lang -> held-out text)."""
     return {lang: perplexity(hm, t, window, max_tokens, batch_size, name=f"language {lang!r}", streamed=streamed)
             for lang, t in texts.items()}
+
+
+@torch.no_grad()
+def continuation_nll(hm: HubModel, prompts: list[list[int]], continuations: list[list[int]],
+                     batch_size: int = 8) -> Tensor:
+    """Mean NLL (nats/token, fp32) of each continuation given its prompt. ``-> [n]``, NaN where
+    the continuation is empty.
+
+    Items run as left-padded batches (sorted by length, so little padding); the forward stops
+    after the last block and the unembedding runs on the continuation positions only (the
+    prompt's next-token distributions are never computed).
+    """
+    if len(prompts) != len(continuations):
+        raise ValueError(f"continuation_nll: {len(prompts)} prompts but {len(continuations)} continuations")
+    if any(len(p) == 0 for p in prompts):
+        raise ValueError("continuation_nll: an empty prompt; every continuation needs a prompt token before it")
+    from hub.lens import LogitLens
+
+    lens = LogitLens(hm)
+    out = torch.full((len(prompts),), math.nan)
+    todo = sorted((i for i, c in enumerate(continuations) if len(c)),
+                  key=lambda i: len(prompts[i]) + len(continuations[i]))
+    for j in range(0, len(todo), batch_size):
+        idx = todo[j:j + batch_size]
+        conts = [list(continuations[i]) for i in idx]
+        batch = hm.collate([list(prompts[i]) + c for i, c in zip(idx, conts)])
+        got: dict[str, Tensor] = {}
+        with hm.hooks({hm.n_layers: lambda h: got.__setitem__("h", h)}, stop_after=hm.n_layers):
+            hm.forward_batch(batch)
+        S, L = batch.input_ids.shape[1], max(len(c) for c in conts)
+        h = got["h"][:, S - 1 - L:S - 1]  # [b, L, d]: the states that predict the last L tokens
+        logp = lens.target_logprob(h, batch.input_ids[:, S - L:].cpu())  # [b, L]
+        n = torch.tensor([len(c) for c in conts])
+        own = torch.arange(L)[None, :] >= (L - n)[:, None]  # [b, L]: this item's continuation tokens
+        out[idx] = -(logp * own).sum(1) / n
+    return out

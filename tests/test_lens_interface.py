@@ -36,8 +36,8 @@ def _setup(vocab_chunk_bytes=1):
 
 def test_registry_names_the_logit_lens_and_a_new_lens():
     assert LENSES["logit"] is LogitLens and LENSES["test_affine"] is AffineLens and AffineLens.name == "test_affine"
-    with pytest.raises(KeyError, match="unknown lens 'tuned'"):
-        make_lens("tuned", tiny_model("llama"))
+    with pytest.raises(KeyError, match="unknown lens 'no_such_lens'"):
+        make_lens("no_such_lens", tiny_model("llama"))
     with pytest.raises(ValueError, match="already registered"):
         register_lens("logit")(AffineLens)
 

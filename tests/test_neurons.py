@@ -134,3 +134,36 @@ def test_language_neurons_experiment_smoke(tmp_path):
     assert set(counts["layer"]) == {1, 2, 3}
     assert (tmp_path / "neurons.safetensors").is_file() and (tmp_path / "lape_ppl_ratio.png").is_file()
     assert "Language-specific neurons (LAPE)" in (tmp_path / "report.md").read_text()
+
+
+def test_language_neurons_overlap_with_regions_from_regions_ablation(tmp_path):
+    base = ["model=tiny_llama", "progress=false", "experiment.languages=[en,de,zh]", "experiment.window=32",
+            "experiment.eval_tokens=64"]
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        reg = compose("config", overrides=[*base, "experiment=regions_ablation", "experiment.importance.tokens=128",
+                                           "experiment.k=0.05", "experiment.regions=[none,mono]"])
+        lape = compose("config", overrides=[*base, "experiment=language_neurons", "experiment.tokens=256",
+                                            "experiment.bottom_fraction=0.05",
+                                            f"experiment.regions_file={tmp_path / 'r' / 'regions.safetensors'}"])
+    run_job(reg, tmp_path / "r")
+    run_job(lape, tmp_path / "n")
+    df = pd.read_csv(tmp_path / "n" / "results.csv")
+    ov = df[df["metric"] == "region_overlap"]
+    assert set(ov["region"]) == {"mono:en", "mono:de", "mono:zh", "core"}
+    has = {lang for lang in ("en", "de", "zh")
+           if df[(df["metric"] == "n_neurons") & (df["lang"] == lang)]["value"].sum() > 0}
+    assert has and set(ov["lang"]) == has  # a language without neurons has no overlap row
+    assert ((ov["value"] >= 0) & (ov["value"] <= 1)).all()
+    assert (df[df["metric"] == "region_enrichment"]["value"].dropna() >= 0).all()
+    assert "LAPE neurons vs monolingual regions" in (tmp_path / "n" / "report.md").read_text()
+    # reusing the saved neurons gives the same sets and reports the threshold they were selected with
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        again = compose("config", overrides=[*base, "experiment=language_neurons", "experiment.tokens=256",
+                                             f"experiment.neurons_file={tmp_path / 'n' / 'neurons.safetensors'}"])
+    run_job(again, tmp_path / "m")
+    df2 = pd.read_csv(tmp_path / "m" / "results.csv")
+    n1, n2 = (d[d["metric"] == "n_neurons"]["value"].to_numpy() for d in (df, df2))
+    assert (n1 == n2).all()
+    thr = [line.split("Threshold ")[1].split(";")[0] for p in ("n", "m")
+           for line in (tmp_path / p / "report.md").read_text().splitlines() if "Threshold " in line]
+    assert len(thr) == 2 and thr[0] == thr[1] and thr[0] != "nan"

@@ -63,6 +63,21 @@ def test_batched_equals_one_by_one(hm, span):
             torch.testing.assert_close(batched[i, j], one[0, 0], atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("span", [None, 1, 2])
+def test_prefix_cache_equals_full_forwards(hm, span):
+    """The default path (prompt prefix once, last token per row on a copied KV cache) gives the
+    numbers of running every (prompt, start) row in full, also with mixed prompts per batch."""
+    src = hm.capture(PROMPTS[::-1], layers="all", positions="last")
+    starts = list(range(hm.n_layers + 2))
+    fast = patch_last_token(hm, PROMPTS, src, starts, SETS, span=span, batch_size=7)  # chunks mix prompts
+    full = patch_last_token(hm, PROMPTS, src, starts, SETS, span=span, batch_size=7, prefix_cache=False)
+    torch.testing.assert_close(fast, full, atol=1e-5, rtol=0)
+    one_token = hm.tokenize(["x"])[0][-1:]  # a one-token prompt has no prefix: the full path serves it
+    got = patch_last_token(hm, [one_token], src[:1], starts, SETS[:1], span=span)
+    ref = patch_last_token(hm, [one_token], src[:1], starts, SETS[:1], span=span, prefix_cache=False)
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=0)
+
+
 def test_middle_patch_changes_the_output(hm):
     src = hm.capture(PROMPTS[::-1], layers="all", positions="last")
     p = patch_last_token(hm, PROMPTS, src, [1, hm.n_layers + 1], SETS)

@@ -8,6 +8,7 @@ from hydra import compose, initialize_config_dir
 from hub.cli import CONF_DIR, run_job
 from hub.language_vectors import LanguageIdentifier, language_vectors
 from hub.models.tiny import tiny_model
+from hub.perplexity import continuation_nll
 
 
 def test_language_vectors_are_token_means_minus_the_grand_mean():
@@ -27,6 +28,29 @@ def test_language_vectors_are_token_means_minus_the_grand_mean():
     torch.testing.assert_close(v["a"] + v["b"], torch.zeros_like(v["a"]), atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="at least 2"):
         language_vectors(hm, {"a": wins["a"]}, [1])
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3"])
+def test_continuation_nll_batched_equals_one_by_one_and_full_logits(family):
+    hm = tiny_model(family)
+    prompts = hm.tokenize(["The cat", "A much longer prompt about a dog and a cat", "Le chat", "x"])
+    conts = [hm.tokenizer(t, add_special_tokens=False)["input_ids"] for t in [" sat on the mat", " barks", "", " dort bien ici"]]
+    got = continuation_nll(hm, prompts, conts, batch_size=4)
+    one = torch.stack([continuation_nll(hm, [p], [c], batch_size=1)[0] for p, c in zip(prompts, conts)])
+    torch.testing.assert_close(got, one, atol=1e-5, rtol=0, equal_nan=True)
+    assert torch.isnan(got[2]) and torch.isfinite(got[[0, 1, 3]]).all()
+    for i in (0, 1, 3):  # reference: the model's own logits on the unpadded sequence
+        full = torch.tensor([prompts[i] + conts[i]])
+        with torch.no_grad():
+            logits = hm.model(input_ids=full).logits[0, len(prompts[i]) - 1:-1].float()
+        ref = torch.nn.functional.cross_entropy(logits, torch.tensor(conts[i]))
+        torch.testing.assert_close(got[i], ref, atol=1e-5, rtol=0)
+    # padding invariance: a much longer neighbour in the batch changes nothing
+    pad = hm.tokenize(["word " * 40])[0]
+    both = continuation_nll(hm, [prompts[0], pad], [conts[0], conts[3]], batch_size=2)
+    torch.testing.assert_close(both[0], got[0], atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="continuations"):
+        continuation_nll(hm, prompts, conts[:2])
 
 
 def test_language_identifier_on_short_texts():
@@ -50,6 +74,8 @@ def test_steer_language_smoke(tmp_path):
     rates = df[df["metric"].isin(["rate_tgt", "rate_src"])]
     assert set(rates["vector"]) == {"native", "from_hub", "random"}
     assert set(rates["layer"]) == {1, 2} and set(rates["scale"]) == {0, 4}
+    dist = df[df["metric"] == "distinct_tokens"]["value"]
+    assert len(dist) and ((dist > 0) & (dist <= 1)).all()
     assert ((rates["value"] >= 0) & (rates["value"] <= 1)).all()
     assert ((rates["ci_low"] <= rates["value"]) & (rates["value"] <= rates["ci_high"])).all()
     gens = pd.read_json(tmp_path / "generations.jsonl", lines=True)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +79,23 @@ def test_decoder_capture_left_padding_and_audio_paths(wh):
         ref = wh.model(encoder_outputs=(hidden[1:],), decoder_input_ids=torch.tensor([seqs[1]]),
                        output_hidden_states=True).decoder_hidden_states
     torch.testing.assert_close(both[1, 1], ref[1][0, -1], atol=1e-5, rtol=1e-4)
+
+
+def test_greedy_decoding_cache_matches_a_full_forward_without_deprecation_warnings(wh):
+    """The KV-cached greedy loop gives the logits of one uncached forward over its own output,
+    and passes the cache by the current keyword (warnings are errors: transformers 5.24 warns
+    for ``past_key_values=``, which 5.40 removes)."""
+    hidden, _ = wh.encode(clips((1.0, 0.5, 0.8)))
+    prefix = torch.tensor([wh.prefix("fr")] * 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ids, steps = wh.greedy(hidden, prefix, max_new_tokens=6)
+        texts = wh.transcribe(clips((1.0,)), "en", max_new_tokens=4)
+    assert steps.shape[:2] == (3, ids.shape[1] - prefix.shape[1]) and len(texts) == 1
+    with torch.no_grad():
+        full = wh.model(encoder_outputs=(hidden,), decoder_input_ids=ids[:, :-1], use_cache=False).logits
+    torch.testing.assert_close(steps, full[:, prefix.shape[1] - 1:], atol=1e-4, rtol=1e-4)
+    assert torch.equal(ids[:, prefix.shape[1]:], full[:, prefix.shape[1] - 1:].argmax(-1))
 
 
 def test_too_long_clip_is_refused(wh):

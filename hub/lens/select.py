@@ -1,6 +1,7 @@
 """Lenses chosen in the config: the ``lens`` group (conf/lens/) -> built :class:`Lens` objects.
 
-``lens=logit`` (default), ``lens=patchscope`` or ``lens=[logit,patchscope]`` compose one node
+``lens=logit`` (default), ``lens=patchscope``, ``lens=tuned`` (with ``lens.tuned.path``) or
+``lens=[logit,tuned,patchscope]`` compose one node
 per chosen lens, ``cfg.lens.<name>`` holding that lens's options (conf/lens/<name>.yaml), in
 the order given. The logit lens's ``apply_norm`` follows the run-level ``lens_norm``
 (conf/lens/logit.yaml); the patchscope always reads the model's own (normed) output.

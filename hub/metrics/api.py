@@ -117,6 +117,7 @@ def compare(
     baseline: Literal["analytic", "permutation"] = "analytic",
     n_perm: int = 5,
     n_boot_cka: int | None = None,
+    undefined: Literal["raise", "nan"] = "raise",
 ) -> pd.DataFrame:
     """Compare paired states layer by layer; one tidy row per (metric, layer).
 
@@ -144,6 +145,8 @@ def compare(
             ``"permutation"``: mean score over ``n_perm`` random item shufflings of y.
             Metrics with no analytic chance level (``cknna``, ``procrustes``, ``rsa``) always
             take the permutation mean over ``n_perm`` shufflings as their baseline.
+        undefined: where a metric has no value at a layer (registry ``Metric.undefined``),
+            raise (``"raise"``) or give NaN value and CI in that row (``"nan"``, as the experiments do).
 
     Returns:
         DataFrame with columns ``metric, layer, value, baseline, ci_low, ci_high, n``.
@@ -172,11 +175,14 @@ def compare(
     res = evaluate(
         x, y, metrics, k=k, csls=bool(csls), csls_k=csls_k, x_mean=x_mean, y_mean=y_mean,
         boot_w=bw, boot_w_cka=bwc, perms=perms, null_perms=null_perms, already_centred=bool(center),
+        undefined=undefined,
     )
     frames = []
     for name in metrics:
         r = res[name]
         lo, hi = interval(r, float(ci))
+        gone = ~np.isfinite(r.value.double().cpu().numpy())
+        lo[gone] = hi[gone] = np.nan
         base = r.perm.mean(1) if baseline == "permutation" else r.baseline
         frames.append(
             pd.DataFrame(

@@ -160,13 +160,19 @@ def preprocess(
     return x
 
 
-def unit(t: Tensor, name: str, inplace: bool = False) -> Tensor:
-    """Rows of ``t: [..., d]`` scaled to unit length (in place on a temporary if asked)."""
+def row_norms(t: Tensor, name: str) -> Tensor:
+    """Lengths ``[..., 1]`` of the rows of ``t: [..., d]``; raises if any is 0 (no cosine)."""
     norm = t.norm(dim=-1, keepdim=True)
     zero = int((norm == 0).sum())
     if zero:
         raise ValueError(
             f"{name} has {zero} zero vectors (items x layers); cosine is undefined for them"
         )
+    return norm
+
+
+def unit(t: Tensor, name: str, inplace: bool = False) -> Tensor:
+    """Rows of ``t: [..., d]`` scaled to unit length (in place on a temporary if asked)."""
+    norm = row_norms(t, name)
     return t.div_(norm) if inplace else t / norm
 

@@ -46,4 +46,5 @@ register(Metric(
     "k / (n - 1)", lambda n, k: k / (n - 1), (0.0, 1.0),
     frozenset({"orthogonal", "orthogonal_each", "isotropic_scale", "item_scale", "item_permutation"}), _mknn,
     needs=frozenset({"knn"}), uses_k=True, default=True,
+    label="mutual k-NN overlap",
 ))

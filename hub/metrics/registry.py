@@ -57,6 +57,9 @@ class Metric:
         ci: ``percentile`` (bootstrap of per-item scores, ``n_boot`` resamples) or ``normal``
             (value +/- z SE over ``n_boot_cka`` exact recomputations on resampled items).
         default: part of :data:`METRICS` (computed when no metric is named).
+        label: a short title for figures (e.g. "linear CKA (biased HSIC)"); required.
+        undefined: when the metric has no value (its ``evaluate`` then returns NaN at those
+            layers; the engine raises or, with ``undefined="nan"``, keeps the NaN), in words.
     """
 
     name: str
@@ -74,6 +77,8 @@ class Metric:
     ci: Literal["percentile", "normal"] = "percentile"
     default: bool = False
     null_baseline: bool = False
+    undefined: str = "no finite value"
+    label: str = ""
 
     def __post_init__(self) -> None:
         bad = sorted(set(self.invariances) - set(INVARIANCES))
@@ -85,6 +90,8 @@ class Metric:
         lo, hi = self.bounds
         if not lo < hi or math.isnan(lo) or math.isnan(hi):
             raise ValueError(f"metric {self.name}: bounds must be (low, high) with low < high; got {self.bounds}")
+        if not self.label.strip():
+            raise ValueError(f"metric {self.name}: label must be a short figure title, e.g. 'linear CKA (biased HSIC)'")
 
 
 REGISTRY: dict[str, Metric] = {}
@@ -102,6 +109,18 @@ def names(default_only: bool = False) -> tuple[str, ...]:
     """Registered metric names in registration order (the defaults first)."""
     d = tuple(m for m, s in REGISTRY.items() if s.default)
     return d if default_only else d + tuple(m for m, s in REGISTRY.items() if not s.default)
+
+
+def label(name: str) -> str:
+    """Figure title of metric ``name``: its registered label, or the name itself for rows that
+    are not comparator metrics (e.g. an experiment's own contrasts)."""
+    m = REGISTRY.get(name)
+    return m.label if m is not None else name
+
+
+def width_free(default_only: bool = False) -> tuple[str, ...]:
+    """Registered metrics that compare x and y of different widths (not ``same_width``)."""
+    return tuple(m for m in names(default_only) if not REGISTRY[m].same_width)
 
 
 def stage(metric: Metric) -> int:

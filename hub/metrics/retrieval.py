@@ -83,10 +83,13 @@ def _family(ch: Chunk) -> dict[str, Part]:
 
 
 _INV = frozenset({"orthogonal", "isotropic_scale", "item_scale", "item_permutation"})
-for _name, _what in (("retrieval_top1", "mean of x->y and y->x"), ("retrieval_x2y", "queries x, candidates y"),
-                     ("retrieval_y2x", "queries y, candidates x")):
+for _name, _what, _label in (
+    ("retrieval_top1", "mean of x->y and y->x", "top-1 retrieval (both directions)"),
+    ("retrieval_x2y", "queries x, candidates y", "top-1 retrieval, x → y"),
+    ("retrieval_y2x", "queries y, candidates x", "top-1 retrieval, y → x"),
+):
     register(Metric(
         _name, "retrieval", f"top-1 retrieval accuracy by cosine or CSLS, {_what}", "1 / n",
         lambda n, k: 1.0 / n, (0.0, 1.0), _INV, (lambda nm: lambda ch: _family(ch)[nm])(_name),
-        needs=frozenset({"cross"}), same_width=True, default=_name == "retrieval_top1",
+        needs=frozenset({"cross"}), same_width=True, default=_name == "retrieval_top1", label=_label,
     ))

@@ -56,10 +56,6 @@ def _rsa(ch: Chunk) -> Part:
     n = ch.n
     rx, ry = avg_ranks(rdm_upper(Kx)), avg_ranks(rdm_upper(Ky))
     value = _pearson(rx, ry)
-    bad = ~torch.isfinite(value)
-    if bool(bad.any()):
-        lay = (torch.nonzero(bad).flatten() + ch.s).tolist()
-        raise ValueError(f"rsa is undefined at layers (0-based) {lay}: all distances of x or y are equal there")
     perm = boot = None
     if o.null_perms is not None and len(o.null_perms):
         i, j = torch.triu_indices(n, n, 1, device=Kx.device)
@@ -78,4 +74,6 @@ register(Metric(
     "mean over item permutations of y", None, (-1.0, 1.0),
     frozenset({"orthogonal", "orthogonal_each", "isotropic_scale", "translation", "item_permutation"}), _rsa,
     needs=frozenset({"gram"}), min_n=3, ci="normal", null_baseline=True,
+    undefined="all distances of x or y are equal there",
+    label="RSA (Spearman correlation of the RDMs)",
 ))

@@ -16,6 +16,7 @@ pads every clip to 30 s, and frame t covers 20 ms, so a clip of s seconds fills 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -194,23 +195,38 @@ class WhisperHub(HubModel):
         """Greedy decoding with the language and task forced (a check that the model hears)."""
         hidden, _ = self.encode(waves)
         prefix = torch.tensor([self.prefix(lang, task)] * len(waves), device=self.device)
+        ids, _ = self.greedy(hidden, prefix, max_new_tokens)
         eot = self.token_id("<|endoftext|>")
-        ids, step, past = prefix, prefix, None
-        done = torch.zeros(len(waves), dtype=torch.bool, device=self.device)
-        for _ in range(max_new_tokens):  # greedy, with the KV cache (cross-attention K/V computed once)
-            out = self.model(encoder_outputs=(hidden,), decoder_input_ids=step, past_key_values=past, use_cache=True)
-            past = out.past_key_values
+        texts = []
+        for row in ids[:, prefix.shape[1]:].tolist():
+            row = row[:row.index(eot)] if eot in row else row
+            texts.append(self.tokenizer.decode(row, skip_special_tokens=True).strip())
+        return texts
+
+    @torch.no_grad()
+    def greedy(self, hidden: Tensor, prefix: Tensor, max_new_tokens: int) -> tuple[Tensor, Tensor]:
+        """Greedy decoding with the KV cache (cross-attention K/V computed once).
+
+        ``hidden: [n, frames, d]`` encoder output, ``prefix: [n, p]`` forced tokens. Returns the
+        ids ``[n, p + T]`` (finished rows padded with end-of-text) and each step's next-token
+        logits ``[n, T, vocab]``. The cache goes in as ``cache=`` (transformers >= 5.24, where
+        ``past_key_values=`` is deprecated, removed in 5.40) or ``past_key_values=`` before.
+        """
+        key = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+        eot = self.token_id("<|endoftext|>")
+        ids, step, past, steps = prefix, prefix, None, []
+        done = torch.zeros(len(prefix), dtype=torch.bool, device=self.device)
+        for _ in range(max_new_tokens):
+            out = self.model(encoder_outputs=(hidden,), decoder_input_ids=step, use_cache=True, **{key: past})
+            past = out[key]  # the output field has the same name as the keyword
+            steps.append(out.logits[:, -1])
             nxt = out.logits[:, -1].argmax(-1)
             nxt = torch.where(done, torch.full_like(nxt, eot), nxt)
             ids, step = torch.cat([ids, nxt[:, None]], 1), nxt[:, None]
             done |= nxt == eot
             if done.all():
                 break
-        texts = []
-        for row in ids[:, prefix.shape[1]:].tolist():
-            row = row[:row.index(eot)] if eot in row else row
-            texts.append(self.tokenizer.decode(row, skip_special_tokens=True).strip())
-        return texts
+        return ids, torch.stack(steps, 1)
 
 
 # ----------------------------------------------------------------------- loading

@@ -10,18 +10,10 @@ from hub.context import RunContext
 from hub.contract import PairSource
 from hub.describe import similarity_reading
 from hub.errors import UserError
+from hub.metrics.registry import label
 from hub.pairs import compare_paired
 from hub.plots import layer_curves
 from hub.readings import layer_ranges
-
-METRIC_LABELS = {
-    "cos_adjusted": "cosine, paired − unpaired",
-    "cos_centered": "cosine after mean-centering, paired − unpaired",
-    "cka": "linear CKA (biased HSIC)",
-    "cka_debiased": "linear CKA (unbiased HSIC)",
-    "mknn": "mutual k-NN overlap",
-    "retrieval_top1": "top-1 retrieval (both directions)",
-}
 
 
 def paired_similarity(ctx: RunContext, adapter: PairSource, model: Any = None, heading: str | None = None
@@ -68,7 +60,7 @@ def report_similarity(ctx: RunContext, df: pd.DataFrame, adapter, heading: str =
     for metric in df["metric"].unique():
         sub = df[df["metric"] == metric]
         figs.append(layer_curves(sub, ctx.out / f"similarity_{metric}.png", group=group, panels=panels,
-                                 title=METRIC_LABELS.get(metric, metric), ylabel=metric))
+                                 title=label(metric), ylabel=metric))
     drops = dict(adapter.drops)
     text = (f"Model {ctx.cfg.model.name}, adapter {adapter.describe()}. Layer 0 = embeddings, layer k = "
             f"output of block k. Dashed lines are each metric's baseline (unpaired mean, chance or permutation "
