@@ -167,8 +167,13 @@ def _heatmap(t: pd.DataFrame, path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(0.55 * t.shape[1] + 2, 0.45 * t.shape[0] + 1.5))
+    if t.empty:  # no language has specific neurons: say so instead of drawing an empty image
+        ax.text(0.5, 0.5, "no language has specific neurons", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        save_fig(fig, path)
+        return
     z = np.log2(t.to_numpy(dtype=float))
-    top = float(np.nanmax(z)) if z.size else 0.0
+    top = float(np.nanmax(z))
     im = ax.imshow(z, cmap="Reds", vmin=0, vmax=max(top, 0.1))  # vmax > 0 even if nothing is hurt
     ax.set_xticks(range(t.shape[1]), t.columns)
     ax.set_yticks(range(t.shape[0]), [f"off {x}" for x in t.index])
