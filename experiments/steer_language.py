@@ -12,6 +12,11 @@ continuation). Controls:
 scale 0 (the unsteered baseline) and a random direction of the same norm. Hub view: the same
 steering with ``v(B) - v(en)``, a vector that knows nothing of A; if the middle layers are an
 English-centred hub, it should steer A's prompts about as well as the native vector.
+
+Batching. Every cell of one layer (direction x vector kind x scale, and the unsteered scale 0
+as a zero vector) runs as one per-item intervention: rows = cells x prompts, generated in
+chunks of ``experiment.gen_batch_size`` rows and scored together; the same token ids as one
+generate call per cell (tested on tiny models; measured on Gemma in ``bench_causal``).
 """
 from __future__ import annotations
 
@@ -49,17 +54,30 @@ def run(ctx: RunContext) -> pd.DataFrame:
     lid = LanguageIdentifier(langs)
     rng = torch.Generator().manual_seed(int(cfg.seed))
     prompts = {a: [str(x) for x in sentences[a].dropna().tolist()[: int(e.n_prompts)]] for a, _ in directions}
-    units = []
-    for a, b in directions:  # scale 0 (unsteered), shared by every vector kind and layer
-        scored = _score(hm, prompts[a], _generate(hm, prompts[a], None, e), lid, int(e.batch_size))
-        units += [scored.assign(src=a, tgt=b, vector=kind, layer=k, scale=0.0) for kind in e.vectors for k in layers]
-    cells = [(a, b, kind, li, s) for a, b in directions for kind in e.vectors for li in range(len(layers))
+    cells = [(a, b, kind, li, float(s)) for a, b in directions for kind in e.vectors for li in range(len(layers))
              for s in e.scales if s != 0]
-    for a, b, kind, li, s in tqdm(cells, desc="steer_language", disable=not cfg.progress):
-        v = _direction(vecs, a, b, kind, li, e.hub_lang, rng)
-        conts = _generate(hm, prompts[a], Intervention(v, layers[li], "all", float(s)), e)
-        units.append(_score(hm, prompts[a], conts, lid, int(e.batch_size))
-                     .assign(src=a, tgt=b, vector=kind, layer=layers[li], scale=float(s)))
+    # every cell's vector drawn in this order (a seed gives the same random directions as one call per cell)
+    steer_vecs = {c: c[4] * _direction(vecs, *c[:4], e.hub_lang, rng) for c in cells}
+    units = []
+    for li, k in enumerate(tqdm(layers, desc="steer_language", disable=not cfg.progress)):
+        todo = [c for c in cells if c[3] == li]
+        if li == 0:  # scale 0 (unsteered): a zero vector, shared by every vector kind and layer
+            todo = [(a, b, None, li, 0.0) for a, b in directions] + todo
+        rows = [p for c in todo for p in prompts[c[0]]]
+        vs = torch.stack([steer_vecs.get(c, torch.zeros(hm.d_model)) for c in todo for _ in prompts[c[0]]])
+        # all cells of layer k as one per-item intervention: rows = cells x prompts, one batched generate
+        conts = _generate(hm, rows, Intervention(vs, k, "all", 1.0, per_item=True), e)
+        scored = _score(hm, rows, conts, lid, int(e.batch_size))
+        start = 0
+        for a, b, kind, _, s in todo:
+            n = len(prompts[a])
+            part = scored.iloc[start:start + n].reset_index(drop=True)
+            start += n
+            if kind is None:
+                units += [part.assign(src=a, tgt=b, vector=kv, layer=kl, scale=0.0)
+                          for kv in e.vectors for kl in layers]
+            else:
+                units.append(part.assign(src=a, tgt=b, vector=kind, layer=k, scale=s))
     gens = pd.concat(units, ignore_index=True)
     gens.to_json(ctx.out / "generations.jsonl", orient="records", lines=True, force_ascii=False)
     df = ctx.add(_summarise(gens), task="steer_language", modality="text")
@@ -80,14 +98,15 @@ def _direction(vecs, a: str, b: str, kind: str, li: int, hub: str, rng: torch.Ge
 
 
 def _generate(hm, prompts, iv, e) -> list[list[int]]:
-    """Greedy continuations' token ids (one generate call per batch of prompts)."""
-    return generate_with(hm, prompts, iv, max_new_tokens=int(e.max_new_tokens), batch_size=int(e.batch_size),
+    """Greedy continuations' token ids (one generate call per ``experiment.gen_batch_size`` rows)."""
+    return generate_with(hm, prompts, iv, max_new_tokens=int(e.max_new_tokens), batch_size=int(e.gen_batch_size),
                          return_ids=True)
 
 
 def _score(hm, prompts: list[str], conts: list[list[int]], lid, batch_size: int) -> pd.DataFrame:
-    """One row per continuation: its text, detected language and mean NLL under the unsteered
-    model (the generated ids themselves, scored as padded batches; NaN when empty)."""
+    """One row per continuation (all cells of a layer at once): its text, detected language and
+    mean NLL under the unsteered model (the generated ids themselves, scored as padded batches;
+    NaN when empty)."""
     nll = continuation_nll(hm, hm.tokenize(prompts), conts, batch_size=batch_size)
     texts = [hm.tokenizer.decode(c, skip_special_tokens=True) for c in conts]
     distinct = [len(set(c)) / len(c) if c else float("nan") for c in conts]  # low: repetitive, degenerate text

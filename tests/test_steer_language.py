@@ -83,4 +83,12 @@ def test_steer_language_smoke(tmp_path):
     # scale 0 is one unsteered generation, identical for every vector kind and layer
     zero = gens[gens["scale"] == 0].groupby(["vector", "layer"])["text"].apply(list)
     assert all(t == zero.iloc[0] for t in zero)
+    # the batched run's scale-0 rows (zero vectors among steered rows) are plain unsteered generation
+    from hub.context import get_model
+    from hub.intervene import generate_with
+    from modalities.text import read_table
+    hm = get_model(cfg.model)
+    prompts = [str(x) for x in read_table(cfg.data.sentences)["de"].dropna().tolist()[:3]]
+    plain = generate_with(hm, prompts, None, max_new_tokens=4)
+    assert zero.iloc[0] == plain
     assert "Language steering" in (tmp_path / "report.md").read_text()

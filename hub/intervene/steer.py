@@ -11,6 +11,10 @@ Positions are in *unpadded* token coordinates of each prompt (as in ``hub.positi
 ``"all"`` (every real token), ``"last"``, explicit indices (negative from the end; one list
 for every item or one per item) or boolean masks (one ``[seq_i]`` mask for every item or one
 per item). A ``[p, d]`` vector pairs its rows with p explicit positions (ActAdd-style).
+``per_item=True`` makes a ``[n, d]`` vector one vector per prompt instead (row i steers prompt
+i, at the same layers and positions), so many steering conditions run as one batch: rows of a
+forward are matched to the batch's items in order, and ``generate_with`` /
+``next_token_logprobs_with`` slice the rows with their prompt chunks.
 
 Generation. A forward pre-hook on the top-level model reads each call's attention mask, so the
 hooks know the left padding of every item and how many tokens the KV cache already holds. The
@@ -23,6 +27,7 @@ the forward or the body of the ``with`` raises.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -41,18 +46,23 @@ Positions = PositionSpec | Tensor | Sequence[Tensor]
 
 @dataclass
 class Intervention:
-    """Edit the residual stream: ``vector`` ``[d]`` or ``[p, d]`` at ``layers`` and ``positions``."""
+    """Edit the residual stream: ``vector`` ``[d]`` or ``[p, d]`` at ``layers`` and ``positions``;
+    with ``per_item``, ``vector`` is ``[n, d]``: row i for prompt i."""
 
     vector: Tensor
     layers: int | Sequence[int]
     positions: Positions = "all"
     scale: float = 1.0
     mode: Mode = "add"
+    per_item: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in ("add", "replace"):
             raise ValueError(f"Intervention.mode={self.mode!r}: expected 'add' or 'replace'")
         v = torch.as_tensor(self.vector)
+        if self.per_item and (v.ndim != 2 or v.shape[0] == 0 or v.shape[1] == 0):
+            raise ValueError(f"Intervention.vector has shape {tuple(v.shape)}: per_item=True expects "
+                             "[n_items, d], one row per prompt")
         if v.ndim not in (1, 2) or v.shape[-1] == 0 or (v.ndim == 2 and v.shape[0] == 0):
             raise ValueError(f"Intervention.vector has shape {tuple(v.shape)}: expected [d] or [p, d]")
         if not torch.isfinite(v).all():
@@ -64,7 +74,7 @@ class Intervention:
         if isinstance(self.positions, str) and self.positions not in ("all", "last"):
             raise ValueError(f"Intervention.positions={self.positions!r}: expected 'all', 'last', "
                              "a list of token indices or a boolean mask")
-        if self.vector.ndim == 2 and self.vector.shape[0] > 1 and isinstance(self.positions, str):
+        if self.paired > 1 and isinstance(self.positions, str):
             raise ValueError(f"a [p, d] vector with p={self.vector.shape[0]} needs p explicit positions, "
                              f"not positions={self.positions!r}")
 
@@ -73,11 +83,21 @@ class Intervention:
         """The vector as ``[p, d]``."""
         return self.vector if self.vector.ndim == 2 else self.vector[None]
 
+    @property
+    def paired(self) -> int:
+        """How many rows pair with explicit positions (p of a ``[p, d]`` vector; 1 per item)."""
+        return 1 if self.per_item else self.rows.shape[0]
+
+    def take(self, start: int, stop: int) -> Intervention:
+        """This intervention for prompts ``start:stop`` (per-item rows sliced; else itself)."""
+        return dataclasses.replace(self, vector=self.vector[start:stop]) if self.per_item else self
+
     def check(self, hm: HubModel) -> None:
         """Raise if the vector width or the layers do not fit ``hm``."""
         if self.vector.shape[-1] != hm.d_model:
+            want = f"[n_items, {hm.d_model}]" if self.per_item else f"[{hm.d_model}] or [p, {hm.d_model}]"
             raise ValueError(f"Intervention.vector has width {self.vector.shape[-1]} but {hm.name} has "
-                             f"d_model={hm.d_model}: expected shape [{hm.d_model}] or [p, {hm.d_model}]")
+                             f"d_model={hm.d_model}: expected shape {want}")
         hm.check_layers(self.layers)
 
 
@@ -190,8 +210,12 @@ def _edit(iv: Intervention, h: Tensor, call: _Call, when: When) -> Tensor | None
     absolute = call.past + torch.arange(T, device=dev)  # [T] padded absolute positions
     in_prompt = absolute < S  # [T]
     real = absolute[None, :] >= pads[:, None]  # [B, T]
-    rows = iv.rows.to(device=dev, dtype=h.dtype)  # [p, d]
-    vec = rows[0].expand(B, T, -1)  # [B, T, d] (single vector)
+    rows = iv.rows.to(device=dev, dtype=h.dtype)  # [p, d], or [B, d] per item
+    if iv.per_item and rows.shape[0] != B:
+        raise ValueError(f"a per-item Intervention.vector has {rows.shape[0]} rows but this forward has {B} "
+                         "items: expected one row per prompt (generate_with and next_token_logprobs_with "
+                         "slice the rows with their batches)")
+    vec = rows[:, None].expand(B, T, -1) if iv.per_item else rows[0].expand(B, T, -1)  # [B, T, d]
     steps = when == "all_steps"
     mode = iv.positions if isinstance(iv.positions, str) else "index"
     if mode == "all":
@@ -202,14 +226,14 @@ def _edit(iv: Intervention, h: Tensor, call: _Call, when: When) -> Tensor | None
         sel = torch.zeros(B, T, dtype=torch.bool, device=dev)
         if call.past == 0 or in_prompt.any():
             lengths = (S - pads).tolist()
-            idx = _prompt_indices(iv.positions, lengths, rows.shape[0])
+            idx = _prompt_indices(iv.positions, lengths, iv.paired)
             vec = torch.zeros(B, T, h.shape[-1], dtype=h.dtype, device=dev)
             for b, ii in enumerate(idx):
                 for r, i in enumerate(ii):
                     t = int(pads[b]) + i - call.past
                     if 0 <= t < T:
                         sel[b, t] = True
-                        vec[b, t] = rows[r if rows.shape[0] > 1 else 0]
+                        vec[b, t] = rows[b if iv.per_item else (r if rows.shape[0] > 1 else 0)]
     if not sel.any():
         return None
     m = sel[..., None].to(h.dtype)  # [B, T, 1]
@@ -223,10 +247,10 @@ def steer(hm: HubModel, interventions: Intervention | Sequence[Intervention], wh
           ) -> Iterator[None]:
     """Apply ``interventions`` to every forward of ``hm`` inside the block (generation included).
 
-    Several interventions at one layer are applied in the order given. Per-item positions
-    follow the rows of each forward's batch (``HubModel.capture`` reorders items by length;
-    :func:`next_token_logprobs_with` and :func:`generate_with` keep prompt order). Everything
-    is removed on exit, also on an exception.
+    Several interventions at one layer are applied in the order given. Per-item positions and
+    per-item vectors follow the rows of each forward's batch (``HubModel.capture`` reorders
+    items by length; :func:`next_token_logprobs_with` and :func:`generate_with` keep prompt
+    order). Everything is removed on exit, also on an exception.
     """
     ivs = [interventions] if isinstance(interventions, Intervention) else list(interventions)
     if when not in ("all_steps", "prompt_only"):
@@ -264,11 +288,14 @@ def steer(hm: HubModel, interventions: Intervention | Sequence[Intervention], wh
 
 # ------------------------------------------------------------------- running
 def _check_positions(ivs: Sequence[Intervention], ids: Sequence[Sequence[int]]) -> None:
-    """Validate explicit positions against the prompts before any forward runs."""
+    """Validate explicit positions and per-item rows against the prompts before any forward runs."""
     lengths = [len(x) for x in ids]
     for iv in ivs:
+        if iv.per_item and iv.vector.shape[0] != len(ids):
+            raise ValueError(f"a per-item Intervention.vector has {iv.vector.shape[0]} rows but there are "
+                             f"{len(ids)} prompts: expected one row per prompt")
         if not isinstance(iv.positions, str):
-            _prompt_indices(iv.positions, lengths, iv.rows.shape[0])
+            _prompt_indices(iv.positions, lengths, iv.paired)
 
 
 def _as_list(interventions) -> list[Intervention]:
@@ -301,7 +328,7 @@ def next_token_logprobs_with(
     out = []
     for i in range(0, len(ids), batch_size):
         batch = hm.collate(ids[i:i + batch_size])
-        with steer(hm, ivs):
+        with steer(hm, [iv.take(i, i + batch_size) for iv in ivs]):
             logits = hm.forward_batch(batch, logits_to_keep=1).logits[:, -1].float()  # [b, vocab]
         lp = torch.log_softmax(logits, -1)
         out.append((lp[:, sel.to(lp.device)] if sel is not None else lp).cpu())
@@ -346,7 +373,7 @@ def generate_with(
     out: list = []
     for i in range(0, len(ids), batch_size):
         batch = hm.collate(ids[i:i + batch_size])
-        with steer(hm, ivs, when=when):
+        with steer(hm, [iv.take(i, i + batch_size) for iv in ivs], when=when):
             seqs = hm.model.generate(input_ids=batch.input_ids, attention_mask=batch.attention_mask, **kw)
         new = seqs[:, batch.input_ids.shape[1]:].tolist()
         eos = tok.eos_token_id
