@@ -13,14 +13,6 @@ import hub.metrics as hm
 from hub.metrics.registry import INVARIANCES, REGISTRY
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _data(L=2, n=48, d=16, seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(L, n, d, generator=g) + 2.0 * torch.randn(L, 1, d, generator=g)

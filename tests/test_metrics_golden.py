@@ -16,14 +16,6 @@ from metrics_golden_cases import cases
 GOLDEN = Path(__file__).parent / "data" / "compare_golden.csv"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_package_reproduces_the_old_comparator():
     old = pd.read_csv(GOLDEN)
     new = cases(hm)

@@ -19,18 +19,6 @@ TEXTS = {
 WINDOW = 24
 
 
-@pytest.fixture(autouse=True)
-def one_thread(request):
-    """Tiny models on a shared 2-core machine: one thread is ~10x faster than two fighting."""
-    if request.node.get_closest_marker("integration"):
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture()
 def hm():
     return tiny_model("llama")

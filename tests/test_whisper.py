@@ -18,17 +18,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 from helpers import run_cfg  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def one_thread(request):
-    """Tiny models run far faster on one thread on a busy machine (no OpenMP contention);
-    whisper-base (integration) keeps the default."""
-    n = torch.get_num_threads()
-    if request.node.get_closest_marker("integration") is None:
-        torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def clips(seconds=(1.0, 0.5)) -> list[np.ndarray]:
     rng = np.random.default_rng(0)
     return [(0.1 * rng.standard_normal(int(s * 16000))).astype(np.float32) for s in seconds]
